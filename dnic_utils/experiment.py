@@ -1,0 +1,132 @@
+"""One model-on-dataset run end to end: data, model, fit, a single test evaluation, record and figures."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+from torch import nn
+
+from . import plots
+from .config import RunConfig, make_config, project_root, resolve_profile
+from .data import BatchLoader, Splits, dataset_title, default_augment, load_splits
+from .metrics import classification_metrics, inference_latency, per_class_report
+from .models import build_model, count_flops, model_size, model_spec
+from .records import make_record, write_record
+from .train import amp_dtype, evaluate, fit
+
+
+@dataclass
+class Experiment:
+    """A finished run: its config, data, trained model, history, test predictions, metrics and record."""
+
+    cfg: RunConfig
+    splits: Splits
+    model: nn.Module
+    history: list[dict]
+    y_true: torch.Tensor
+    y_pred: torch.Tensor
+    metrics: dict
+    record: dict
+    record_path: Path
+
+    @property
+    def name(self) -> str:
+        """The stable name of the run, used for its record and figures."""
+        return f"{self.cfg.dataset}-{self.cfg.arch}"
+
+    @property
+    def title(self) -> str:
+        """'ResNet18 on CIFAR-10 (JPEG q75 copy)'."""
+        return f"{model_spec(self.cfg.arch).title} on {dataset_title(self.splits.info, self.splits.source)}"
+
+    def history_table(self) -> pd.DataFrame:
+        """The per-epoch history as a table."""
+        return pd.DataFrame(self.history).set_index("epoch")
+
+    def per_class(self) -> pd.DataFrame:
+        """Per-class precision, recall and F1 on the test set."""
+        return per_class_report(self.y_true, self.y_pred, self.splits.classes).astype({"support": int})
+
+    def summary_table(self) -> pd.DataFrame:
+        """The headline metrics of the run as a one-column table of formatted values."""
+        m = self.metrics
+        rows = {
+            "test accuracy (%)": f"{100 * m['test_acc']:.2f}", "test loss": f"{m['test_loss']:.4f}",
+            "macro precision (%)": f"{100 * m['macro_precision']:.2f}", "macro recall (%)": f"{100 * m['macro_recall']:.2f}",
+            "macro F1 (%)": f"{100 * m['macro_f1']:.2f}", "best validation accuracy (%)": f"{100 * m['best_val_acc']:.2f}",
+            "selected epoch": f"{m['best_epoch']} of {m['epochs_run']}", "precision": m["amp"],
+            "train time (s)": f"{m['train_time_s']:.1f}", "training images/s": f"{m['images_per_s']:,.0f}",
+            **{f"latency @ batch {b} (ms)": f"{v:.2f}" for b, v in m["latency_ms"].items()},
+        }
+        return pd.Series(rows, name=self.title).to_frame()
+
+    def save_figures(self) -> dict[str, plt.Figure]:
+        """Make, save under figures/<profile>/ and return the run's curves, confusion matrix and mistakes."""
+        plots.set_style()
+        test_x = self.splits.test_x
+        figures = {
+            "curves": plots.curves(self.history, self.title),
+            "confusion": plots.confusion(self.metrics["confusion"], self.splits.classes, f"{self.title}: test confusion matrix"),
+            "misclassified": plots.misclassified(test_x, self.y_true, self.y_pred, self.splits.classes, title=f"{self.title}: misclassified (true → predicted)"),
+        }
+        for kind, fig in figures.items():
+            plots.save(fig, f"{self.name}-{kind}", self.cfg.profile)
+            plt.close(fig)
+        return figures
+
+
+def model_cost(arch: str, num_classes: int, in_channels: int, image_size: int) -> dict:
+    """Parameters, size in MB and forward FLOPs per image of an architecture, measured on the CPU."""
+    model = build_model(arch, num_classes, in_channels, image_size)
+    return {**model_size(model), "flops": count_flops(model, in_channels, image_size)}
+
+
+def run(cfg: RunConfig, data_dir: str | None = None, resume: bool = True) -> Experiment:
+    """Train cfg.arch on cfg.dataset, select the best validation epoch, test once, and write the run record."""
+    start = time.perf_counter()
+    profile = resolve_profile(cfg.profile)
+    splits = load_splits(cfg.dataset, cfg.train_size, cfg.val_size, cfg.test_size, data_dir)
+    info = splits.info
+    model = build_model(cfg.arch, len(info.classes), info.channels, info.size)
+    model = model.to(cfg.device, memory_format=torch.channels_last)
+    common = {"mean": splits.mean, "std": splits.std, "device": cfg.device, "channels_last": True}
+    train = BatchLoader(splits.train_x, splits.train_y, cfg.batch_size, shuffle=True, drop_last=len(splits.train_y) > cfg.batch_size,
+                        augment=default_augment(info) if cfg.augment else None, seed=cfg.seed, **common)
+    val = BatchLoader(splits.val_x, splits.val_y, 512, **common)
+    name = f"{cfg.dataset}-{cfg.arch}"
+    history = fit(model, train, val, cfg, project_root() / "checkpoints" / cfg.profile / name, resume=resume)
+    amp = amp_dtype(cfg.amp, cfg.device)
+    test = evaluate(model, BatchLoader(splits.test_x, splits.test_y, 512, **common), amp)  # the only look at the test set
+    best = max(history, key=lambda row: row["val_acc"])
+    shape = (info.channels, info.size, info.size)
+    metrics = {
+        "test_loss": test["loss"],
+        "test_acc": test["acc"],
+        **{k: v for k, v in classification_metrics(test["y_true"], test["y_pred"], info.classes).items() if k != "accuracy"},
+        "train_loss": best["train_loss"],
+        "train_acc": best["train_acc"],
+        "best_val_acc": best["val_acc"],
+        "best_epoch": best["epoch"],
+        "epochs_run": len(history),
+        "train_time_s": sum(row["train_time_s"] for row in history),
+        "images_per_s": sum(r["images_per_s"] * r["train_time_s"] for r in history) / sum(r["train_time_s"] for r in history),
+        "latency_ms": {b: inference_latency(model, shape, b, cfg.device, amp) for b in profile.latency_batches},
+        "amp": str(amp).replace("torch.", "") if amp else "fp32",
+        **model_cost(cfg.arch, len(info.classes), info.channels, info.size),
+    }
+    data = {"dataset": cfg.dataset, "title": dataset_title(info, splits.source), **splits.source, "sizes": splits.sizes(), "mean": splits.mean, "std": splits.std}
+    record = make_record("train", name, cfg.profile, cfg.to_dict(), metrics, device=cfg.device, data=data, seed=cfg.seed,
+                         wall_time_s=time.perf_counter() - start, history=history, arch_title=model_spec(cfg.arch).title)
+    path = write_record(record)
+    return Experiment(cfg, splits, model, history, test["y_true"], test["y_pred"], metrics, record, path)
+
+
+def train_and_test(arch: str, dataset: str, **params) -> Experiment:
+    """Validate notebook parameters into a RunConfig and run it."""
+    data_dir = params.pop("data_dir", None)
+    return run(make_config(arch, dataset, **params), data_dir=data_dir)

@@ -1,0 +1,73 @@
+"""The registry that maps architecture names to builders, and helpers that measure a model's cost."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from ..errors import DnicError
+from . import lenet, resnet, vgg
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One registered architecture: its display name, family, builder and the principle it illustrates."""
+
+    title: str
+    family: str
+    builder: Callable[[int, int, int], nn.Module]  # (num_classes, in_channels, image_size) -> model
+    summary: str
+    min_size: int = 16
+    light: bool = False  # cheap enough that profiles give it their light_epochs
+
+
+REGISTRY: dict[str, ModelSpec] = {
+    "lenet5": ModelSpec("LeNet-5", "LeNet", lenet.LeNet5, lenet.SUMMARY, light=True),
+    "vgg16": ModelSpec("VGG16", "VGG", vgg.vgg16, vgg.SUMMARY),
+    "resnet18": ModelSpec("ResNet18", "ResNet", resnet.resnet18, resnet.SUMMARY),
+}
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The registry entry for a name, or a clear error listing the valid names."""
+    if name not in REGISTRY:
+        raise DnicError(f"Unknown architecture {name!r}.", f"use one of: {', '.join(REGISTRY)}.")
+    return REGISTRY[name]
+
+
+def build_model(name: str, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+    """Build a registered architecture for the given classes, input channels and square input size."""
+    spec = model_spec(name)
+    for label, value in (("num_classes", num_classes), ("in_channels", in_channels), ("image_size", image_size)):
+        if not isinstance(value, int) or value <= 0:
+            raise DnicError(f"`{label}` must be a positive integer, got {value!r}.", f"pass a whole number ≥ 1 as `{label}`.")
+    if image_size < spec.min_size:
+        raise DnicError(
+            f"{spec.title} needs inputs of at least {spec.min_size}×{spec.min_size}; got {image_size}×{image_size}.",
+            f"upsample the input (image_size ≥ {spec.min_size}) or pick another architecture.",
+        )
+    return spec.builder(num_classes, in_channels, image_size)
+
+
+def model_size(model: nn.Module) -> dict:
+    """Parameter counts and the size in MB (10^6 bytes) of the weights and buffers."""
+    params = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    nbytes = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+    return {"params": params, "trainable_params": trainable, "size_mb": nbytes / 1e6}
+
+
+def count_flops(model: nn.Module, in_channels: int, image_size: int) -> int:
+    """Forward FLOPs for one image (a multiply-add counts as two), measured with torch.utils.flop_counter."""
+    param = next(model.parameters())
+    was_training = model.training
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(1, in_channels, image_size, image_size, device=param.device, dtype=param.dtype))
+    model.train(was_training)
+    return int(counter.get_total_flops())

@@ -1,0 +1,32 @@
+"""LeNet-5 (LeCun et al., 1998), with ReLU and max-pooling in place of the original squashing and subsampling."""
+
+from torch import nn
+
+SUMMARY = (
+    "**LeNet-5** is the classic baseline: two 5×5 convolutions with pooling learn local strokes and their "
+    "combinations, then three fully connected layers classify. It has no batch norm, no residuals and few "
+    "parameters, so it shows what depth and modern blocks buy on top of it."
+)
+
+
+class LeNet5(nn.Module):
+    """LeNet-5 for any square input of at least 16 pixels."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 32) -> None:
+        super().__init__()
+        # MNIST adaptation: the network was designed for 32×32, so a 28×28 input is zero-padded by 2 in the
+        # first convolution and the feature maps keep their original 28 → 14 → 10 → 5 sizes.
+        pad = max(0, (32 - image_size) // 2)
+        side = ((image_size + 2 * pad - 4) // 2 - 4) // 2
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 6, 5, padding=pad), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(16 * side * side, 120), nn.ReLU(inplace=True),
+            nn.Linear(120, 84), nn.ReLU(inplace=True), nn.Linear(84, num_classes),
+        )
+
+    def forward(self, x):
+        """Logits for a batch of images."""
+        return self.classifier(self.features(x))

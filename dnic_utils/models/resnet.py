@@ -1,0 +1,31 @@
+"""ResNets from torchvision's definitions, with a CIFAR-style stem for small images."""
+
+from collections.abc import Callable
+
+from torch import nn
+from torchvision import models as tvm
+
+SUMMARY = (
+    "**ResNet** adds identity shortcuts: each block learns a residual F(x) and outputs F(x) + x, so gradients "
+    "reach early layers unchanged and a deeper network can always fall back to the identity. Stages of such "
+    "blocks halve the resolution and double the channels; global average pooling replaces large dense layers, "
+    "which keeps the parameter count far below VGG's."
+)
+
+
+def _resnet(factory: Callable[..., nn.Module], num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+    """A torchvision ResNet; below 64 pixels the stem becomes a stride-1 3×3 conv without max-pooling."""
+    model = factory(num_classes=num_classes)
+    if image_size < 64:
+        # CIFAR/MNIST adaptation: the ImageNet stem (7×7 stride 2 + max-pool) would shrink 32×32 to 8×8 before
+        # the first block; a 3×3 stride-1 stem keeps the full resolution, as in He et al.'s CIFAR experiments.
+        model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        model.maxpool = nn.Identity()
+    elif in_channels != 3:
+        model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    return model
+
+
+def resnet18(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+    """ResNet18 (basic blocks, 2-2-2-2)."""
+    return _resnet(tvm.resnet18, num_classes, in_channels, image_size)

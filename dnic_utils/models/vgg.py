@@ -1,0 +1,40 @@
+"""VGG with batch norm, from torchvision's definition, adapted for small images."""
+
+from torch import nn
+from torchvision.models import vgg as tv_vgg
+
+SUMMARY = (
+    "**VGG** gets depth by stacking 3×3 convolutions: two stacked 3×3 layers see a 5×5 window and three see "
+    "7×7, with fewer parameters and more non-linearities than one large filter. Five stages of such stacks, "
+    "each followed by 2×2 max-pooling, double the channels as they halve the resolution. Batch norm after "
+    "every convolution is what lets a plain 16-layer stack train from scratch. Watch the parameter count: "
+    "almost all of it sits in the late 512-channel stages."
+)
+
+
+def _vgg(cfg: str, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+    """torchvision's VGG-BN of the given configuration, with a small-image head below 64 pixels."""
+    if image_size >= 64:
+        model = tv_vgg.VGG(tv_vgg.make_layers(tv_vgg.cfgs[cfg], batch_norm=True), num_classes=num_classes)
+    else:
+        # CIFAR/MNIST adaptation: the ImageNet head (7×7 pooling into 4096-wide layers, 120M parameters) is
+        # replaced by global average pooling and one linear layer, as in the usual CIFAR VGG.
+        model = tv_vgg.VGG(tv_vgg.make_layers(tv_vgg.cfgs[cfg], batch_norm=True), num_classes=num_classes, dropout=0.0)
+        model.avgpool = nn.AdaptiveAvgPool2d(1)
+        model.classifier = nn.Linear(512, num_classes)
+        # MNIST adaptation: 28×28 reaches 1×1 after four poolings, so a pooling that would empty the map is dropped.
+        side = image_size
+        for i, layer in enumerate(model.features):
+            if isinstance(layer, nn.MaxPool2d):
+                if side < 2:
+                    model.features[i] = nn.Identity()
+                else:
+                    side //= 2
+    if in_channels != 3:
+        model.features[0] = nn.Conv2d(in_channels, 64, kernel_size=3, padding=1)  # grey input: one input channel
+    return model
+
+
+def vgg16(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+    """VGG16 with batch norm."""
+    return _vgg("D", num_classes, in_channels, image_size)

@@ -1,0 +1,155 @@
+"""Text and tables of the report, formatted from runs and run records: headers, summaries, discussion, README tables."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from .config import PROFILES, RunConfig
+from .data import DATASETS, dataset_info, dataset_title, load_raw
+from .metrics import top_confusions
+from .models import REGISTRY, model_spec
+from .records import device_info, load_records, versions
+
+REPOSITORY = "dnic-report/dnic"  # the GitHub slug the Colab badges and install cells point at
+
+
+def device_label(info: dict) -> str:
+    """'NVIDIA H100 80GB HBM3' or 'CPU (x86_64, 2 threads)'."""
+    return info["name"] if info["type"] == "cuda" else f"CPU ({info['name']}, {info['threads']} threads)"
+
+
+def run_header(profile: str, device: str) -> str:
+    """The line every notebook shows at its top: profile, device, versions and date."""
+    v = versions()
+    today = dt.date.today().isoformat()
+    return (f"**Profile:** `{profile}` · **Device:** {device_label(device_info(device))} · "
+            f"torch {v['torch']}, torchvision {v['torchvision']} · run on {today}")
+
+
+def dataset_summary(name: str, data_dir: str | None = None) -> pd.DataFrame:
+    """Source, lossiness, full split sizes and image shape of one dataset (independent of the profile)."""
+    info = dataset_info(name)
+    raw = load_raw(name, data_dir)
+    return pd.DataFrame(
+        [{"dataset": dataset_title(info, raw.source), "train images": len(raw.train_y), "test images": len(raw.test_y),
+          "image shape (C×H×W)": "×".join(map(str, raw.train_x.shape[1:])), "classes": len(info.classes),
+          "lossy copy": bool(raw.source.get("lossy"))}]
+    ).set_index("dataset")
+
+
+def cost_table(arch: str, cost: dict) -> pd.DataFrame:
+    """Parameters, size and FLOPs of a model as a one-row table."""
+    return pd.DataFrame([{
+        "model": model_spec(arch).title, "parameters": f"{cost['params']:,}", "trainable": f"{cost['trainable_params']:,}",
+        "size (MB)": round(cost["size_mb"], 2), "MFLOPs / image": round(cost["flops"] / 1e6, 1),
+    }]).set_index("model")
+
+
+def discussion(exp) -> str:
+    """A short discussion of a run whose every number comes from the run itself."""
+    m, cfg = exp.metrics, exp.cfg
+    mistakes = top_confusions(m["confusion"], exp.splits.classes)
+    worst = exp.per_class().sort_values("f1-score").iloc[0]
+    lines = [
+        f"{exp.title} reached **{100 * m['test_acc']:.2f}%** test accuracy (macro F1 {100 * m['macro_f1']:.2f}%) "
+        f"on {len(exp.y_true):,} test images, with the weights of epoch {m['best_epoch']} of {m['epochs_run']} "
+        f"selected on the validation split ({100 * m['best_val_acc']:.2f}% there).",
+        f"Training took {m['train_time_s']:.1f} s at {m['images_per_s']:,.0f} images/s ({m['amp']}); "
+        f"one forward pass of a single image takes {m['latency_ms'][min(m['latency_ms'])]:.2f} ms on this device.",
+        f"The hardest class is *{worst.name}* (F1 {100 * worst['f1-score']:.1f}%).",
+    ]
+    if mistakes:
+        listed = ", ".join(f"{t} → {p} ({n})" for t, p, n in mistakes)
+        lines.append(f"The most frequent confusions are {listed}.")
+    peers = [r for r in load_records() if r["kind"] == "train" and r["profile"] == cfg.profile
+             and r["config"]["dataset"] == cfg.dataset and r["config"]["arch"] != cfg.arch]
+    if peers:
+        listed = ", ".join(f"{r['arch_title']} {100 * r['metrics']['test_acc']:.2f}%" for r in sorted(peers, key=lambda r: -r["metrics"]["test_acc"]))
+        lines.append(f"For comparison, in the same `{cfg.profile}` profile: {listed}.")
+    if cfg.profile != "full":
+        lines.append(f"These are `{cfg.profile}`-profile numbers ({cfg.epochs} epoch(s) on {len(exp.splits.train_y):,} training images): "
+                     "they show the pipeline works, not what the architecture can reach; the `full` profile gives the report's numbers.")
+    return "\n\n".join(lines)
+
+
+def best_records(records: list[dict]) -> dict[tuple[str, str], dict]:
+    """For each (dataset, arch), the training record of the highest profile (newest among equals)."""
+    best: dict[tuple[str, str], dict] = {}
+    for r in records:
+        if r["kind"] != "train":
+            continue
+        key = (r["config"]["dataset"], r["config"]["arch"])
+        rank = (PROFILES[r["profile"]].rank, r["created"])
+        if key not in best or rank > (PROFILES[best[key]["profile"]].rank, best[key]["created"]):
+            best[key] = r
+    return best
+
+
+def results_table(records: list[dict], dataset: str) -> pd.DataFrame:
+    """The results table of one dataset, one row per architecture, formatted from run records."""
+    rows = []
+    order = list(REGISTRY)
+    chosen = sorted((r for (d, _), r in best_records(records).items() if d == dataset), key=lambda r: order.index(r["config"]["arch"]) if r["config"]["arch"] in order else len(order))
+    for r in chosen:
+        m = r["metrics"]
+        rows.append({
+            "model": r["arch_title"], "profile": r["profile"], "size (MB)": f"{m['size_mb']:.1f}", "trainable params": f"{m['trainable_params']:,}",
+            "train loss": f"{m['train_loss']:.3f}", "test loss": f"{m['test_loss']:.3f}",
+            "train acc (%)": f"{100 * m['train_acc']:.2f}", "test acc (%)": f"{100 * m['test_acc']:.2f}",
+            "macro P (%)": f"{100 * m['macro_precision']:.2f}", "macro R (%)": f"{100 * m['macro_recall']:.2f}", "macro F1 (%)": f"{100 * m['macro_f1']:.2f}",
+            "MFLOPs/img": f"{m['flops'] / 1e6:,.1f}", "train time (s)": f"{m['train_time_s']:.1f}", "images/s": f"{m['images_per_s']:,.0f}",
+            "device": device_label(r["device"]), "date": r["created"][:10],
+        })
+    return pd.DataFrame(rows)
+
+
+def readme_tables(records: list[dict]) -> str:
+    """Markdown for the README: one results table per dataset that has records."""
+    parts = []
+    for key, info in DATASETS.items():
+        table = results_table(records, key)
+        if table.empty:
+            continue
+        sources = {r["data"]["title"] for (d, _), r in best_records(records).items() if d == key}
+        parts.append(f"#### {' / '.join(sorted(sources))}\n\n{table.to_markdown(index=False)}\n")
+    if not parts:
+        return "_No run records yet: run the report command below._\n"
+    note = ("Train loss and accuracy are running means over the selected epoch, with augmentation; test metrics are from one "
+            "evaluation of the validation-selected weights. `smoke` and `quick` rows are pipeline checks, not the report's numbers.\n")
+    return "\n".join(parts) + "\n" + note
+
+
+def notebook_index(entries: list[tuple[str, str]]) -> str:
+    """A Markdown table of the report's notebooks, (file stem, title) each, with Colab badges."""
+    rows = ["| notebook | what | Colab |", "|---|---|---|"]
+    for stem, title in entries:
+        url = f"https://colab.research.google.com/github/{REPOSITORY}/blob/main/notebooks/{stem}.ipynb"
+        rows.append(f"| [`{stem}`](notebooks/{stem}.ipynb) | {title} | [![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url}) |")
+    return "\n".join(rows) + "\n"
+
+
+def update_readme(readme: Path, sections: dict[str, str]) -> bool:
+    """Replace the README's generated sections (marked <!-- dnic:NAME:start/end -->); return True if it changed."""
+    from .records import atomic_write_bytes
+
+    text = new = readme.read_text()
+    for name, content in sections.items():
+        start, end = f"<!-- dnic:{name}:start -->", f"<!-- dnic:{name}:end -->"
+        pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+        if not pattern.search(new):
+            raise ValueError(f"{readme} lacks the markers {start} … {end}")
+        new = pattern.sub(lambda _: f"{start}\n{content}{end}", new)
+    if new != text:
+        atomic_write_bytes(readme, new.encode())
+    return new != text
+
+
+def config_line(cfg: RunConfig) -> str:
+    """The training protocol of a run in one sentence."""
+    return (f"{cfg.optimizer.upper()} (lr {cfg.lr:g}, weight decay {cfg.weight_decay:g}), {cfg.schedule} schedule, "
+            f"label smoothing {cfg.label_smoothing:g}, batch {cfg.batch_size}, up to {cfg.epochs} epoch(s), "
+            f"early-stopping patience {cfg.patience}, augmentation {'on' if cfg.augment else 'off'}, seed {cfg.seed}.")

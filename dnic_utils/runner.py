@@ -1,0 +1,159 @@
+"""The report runner: executes every notebook in order with papermill and regenerates the README's tables.
+
+Usage: python -m dnic_utils.runner [--profile auto|smoke|quick|full] [--only GLOB] [--start-at NAME] [--force]
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+from .config import PROFILES, default_device, project_root, resolve_profile
+from .data import DATASETS
+from .errors import DnicError
+from .models import REGISTRY, model_spec
+from .records import load_records, make_record, write_record
+
+TEMPLATE = Path("notebooks/templates/model.ipynb")
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One notebook of the report: its name, source and the parameters papermill injects."""
+
+    name: str
+    source: Path
+    parameters: dict
+    title: str  # the first heading; written into notebooks generated from the template
+
+
+def plan() -> list[Planned]:
+    """Data exploration first, then every registered architecture grouped by dataset (101…, 201…, 301…)."""
+    items = [Planned("00_data_exploration", Path("notebooks/00_data_exploration.ipynb"), {}, "# 00 · Data exploration: MNIST, Fashion-MNIST and CIFAR-10")]
+    for d, (dataset, info) in enumerate(DATASETS.items(), start=1):
+        for a, arch in enumerate(REGISTRY, start=1):
+            number = f"{d}{a:02d}"
+            title = f"# {number} · {model_spec(arch).title} on {info.title}"
+            items.append(Planned(f"{number}_{dataset}_{arch}", TEMPLATE, {"arch": arch, "dataset": dataset}, title))
+    return items
+
+
+def notebook_profile(path: Path) -> str | None:
+    """The profile recorded in an executed notebook's metadata, if any."""
+    try:
+        return nbformat.read(path, as_version=4).metadata.get("dnic", {}).get("profile")
+    except (OSError, ValueError):
+        return None
+
+
+def output_path(root: Path, item: Planned, profile: str, force: bool) -> Path:
+    """notebooks/<name>.ipynb, unless it holds a higher profile's run: then build/<profile>/notebooks/."""
+    target = root / "notebooks" / f"{item.name}.ipynb"
+    existing = notebook_profile(target) if target.exists() else None
+    if force or existing is None or PROFILES[existing].rank <= PROFILES[profile].rank:
+        return target
+    return root / "build" / profile / "notebooks" / f"{item.name}.ipynb"
+
+
+def materialise(root: Path, item: Planned, profile: str) -> Path:
+    """The notebook papermill executes: the source itself, or the template with its title filled in."""
+    if item.source != TEMPLATE:
+        return root / item.source
+    nb = nbformat.read(root / item.source, as_version=4)
+    first = nb.cells[0]
+    first.source = "\n".join([item.title, *first.source.splitlines()[1:]])
+    path = root / "build" / profile / "sources" / f"{item.name}.ipynb"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+def execute(root: Path, item: Planned, profile: str, out: Path, timeout: int) -> None:
+    """Run one notebook with papermill and stamp its profile into the executed copy."""
+    import papermill as pm
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".running-{out.name}")
+    try:
+        pm.execute_notebook(
+            str(materialise(root, item, profile)), str(tmp), parameters={**item.parameters, "profile": profile},
+            kernel_name="python3", execution_timeout=timeout, progress_bar=False, cwd=str(root / "notebooks"),
+        )
+        nb = nbformat.read(tmp, as_version=4)
+        nb.metadata["dnic"] = {"profile": profile}
+        nbformat.write(nb, tmp)
+        os.replace(tmp, out)  # a failed run never replaces the committed notebook
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Execute the report; print per-notebook status; exit non-zero if any notebook failed."""
+    parser = argparse.ArgumentParser(prog="python -m dnic_utils.runner", description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="auto", help="smoke, quick, full or auto (default; DNIC_PROFILE overrides)")
+    parser.add_argument("--only", default="*", help="glob on notebook names, e.g. '*mnist*'")
+    parser.add_argument("--start-at", default=None, help="skip the notebooks before this name (resume a batch run)")
+    parser.add_argument("--timeout", type=int, default=3600, help="per-cell execution timeout in seconds")
+    parser.add_argument("--data-dir", default=None, help="offline data root (sets DNIC_DATA_DIR)")
+    parser.add_argument("--force", action="store_true", help="let a lower profile overwrite a higher profile's notebooks")
+    parser.add_argument("--list", action="store_true", help="print the plan and exit")
+    args = parser.parse_args(argv)
+    try:
+        profile = resolve_profile(args.profile).name
+    except DnicError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    root = project_root()
+    items = [i for i in plan() if fnmatch.fnmatch(i.name, args.only)]
+    if args.start_at:
+        names = [i.name for i in items]
+        if args.start_at not in names:
+            print(f"error: --start-at {args.start_at!r} is not in the plan.\nFix: use one of: {', '.join(names)}", file=sys.stderr)
+            return 2
+        items = items[names.index(args.start_at):]
+    if args.list or not items:
+        print("\n".join(i.name for i in items) or f"no notebook matches --only {args.only!r}")
+        return 0 if items else 2
+    data_root = args.data_dir or os.environ.get("DNIC_DATA_DIR")
+    if data_root:  # the kernels run in notebooks/, so a relative root must be made absolute
+        os.environ["DNIC_DATA_DIR"] = str(Path(data_root).expanduser().resolve())
+    os.environ.update(DNIC_PROFILE=profile, DNIC_QUIET="1")
+    failures, timings, start = [], {}, time.perf_counter()
+    print(f"dnic report: {len(items)} notebook(s), profile {profile}", flush=True)
+    for n, item in enumerate(items, start=1):
+        out = output_path(root, item, profile, args.force)
+        print(f"[{n}/{len(items)}] {item.name} …", end=" ", flush=True)
+        t0 = time.perf_counter()
+        try:
+            execute(root, item, profile, out, args.timeout)
+        except Exception as err:  # papermill's error carries the failing cell; anything else is reported whole
+            cell = getattr(err, "exec_count", None)
+            detail = f"{getattr(err, 'ename', type(err).__name__)}: {getattr(err, 'evalue', err)}"
+            failures.append(f"{item.name} (cell [{cell}]): {detail}" if cell is not None else f"{item.name}: {detail}")
+            print(f"FAILED after {time.perf_counter() - t0:.1f} s", flush=True)
+            continue
+        timings[item.name] = round(time.perf_counter() - t0, 1)
+        kept = "" if out.parent == root / "notebooks" else f" (a higher profile's notebook is kept; output in {out.relative_to(root)})"
+        print(f"ok in {timings[item.name]} s{kept}", flush=True)
+    from .report import notebook_index, readme_tables, update_readme
+
+    entries = [(i.name, i.title.split("· ", 1)[-1]) for i in plan()]
+    update_readme(root / "README.md", {"results": readme_tables(load_records()), "notebooks": notebook_index(entries)})
+    write_record(make_record("report", "report-run", profile, {"only": args.only, "start_at": args.start_at}, {"notebook_seconds": timings},
+                             device=default_device(), data={}, seed=0,
+                             wall_time_s=time.perf_counter() - start, failures=failures))
+    print(f"README tables regenerated; {len(timings)} ok, {len(failures)} failed, {time.perf_counter() - start:.0f} s in all", flush=True)
+    for line in failures:
+        print(f"  FAILED {line}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""One fit loop for every model: optimizer, schedule, mixed precision, early stopping and resumable checkpoints."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .config import RunConfig, quiet
+from .data import BatchLoader
+from .errors import DnicError
+from .records import atomic_torch_save
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and GPU) from one number."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def amp_dtype(amp: str, device: str) -> torch.dtype | None:
+    """The autocast dtype for a mode and device: bf16 where the hardware has it, None for full precision."""
+    if amp == "off":
+        return None
+    if amp == "fp16":
+        return torch.float16
+    if amp == "bf16":
+        return torch.bfloat16
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    try:  # native bf16 on the CPU (AVX512-BF16 or AMX) doubles throughput; emulated bf16 would be slower
+        return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
+    except (AttributeError, RuntimeError):
+        return None
+
+
+def autocast(device: str, dtype: torch.dtype | None):
+    """An autocast context for the device, or a no-op for full precision."""
+    return torch.autocast(torch.device(device).type, dtype=dtype) if dtype else nullcontext()
+
+
+def make_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
+    """SGD with Nesterov momentum or AdamW; no weight decay on biases and norm parameters."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    fused = {"fused": True} if cfg.device.startswith("cuda") else {}
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True, **fused)
+    return torch.optim.AdamW(groups, lr=cfg.lr, **fused)
+
+
+def _warmup_cosine(total: int, warmup: int):
+    """LR multiplier: linear warm-up, then cosine decay to zero."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+    return factor
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: RunConfig, steps_per_epoch: int):
+    """A per-step one-cycle or warm-up + cosine schedule over the whole run."""
+    total = max(1, cfg.epochs * steps_per_epoch)
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total, pct_start=0.25)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(total, max(1, total // 20)))
+
+
+def load_checkpoint(path: Path, map_location: str = "cpu") -> dict:
+    """Read a checkpoint with weights_only=True, turning damage into a clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise DnicError(f"No checkpoint at {path}.", "train the model first (run its notebook) or pass the right path.")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        raise DnicError(
+            f"The checkpoint {path} is corrupt or not a dnic checkpoint ({type(err).__name__}: {err}).",
+            "delete it and rerun the notebook to train again (or restore it from a good copy).",
+        ) from None
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, loader: BatchLoader, amp: torch.dtype | None = None) -> dict:
+    """Mean loss, accuracy and the predictions of a model over a loader."""
+    model.eval()
+    device = str(loader.device)
+    total_loss, preds, targets = 0.0, [], []
+    for xb, yb in loader:
+        with autocast(device, amp):
+            logits = model(xb)
+        total_loss += F.cross_entropy(logits.float(), yb, reduction="sum").item()
+        preds.append(logits.argmax(1).cpu())
+        targets.append(yb.cpu())
+    y_pred, y_true = torch.cat(preds), torch.cat(targets)
+    return {"loss": total_loss / len(y_true), "acc": (y_pred == y_true).float().mean().item(), "y_true": y_true, "y_pred": y_pred}
+
+
+def _train_epoch(model, loader, optimizer, scheduler, scaler, cfg, amp, desc) -> dict:
+    """One pass over the training loader; returns running loss, accuracy and throughput."""
+    model.train()
+    loss_sum = torch.zeros((), device=loader.device)
+    correct = torch.zeros((), device=loader.device, dtype=torch.long)
+    seen = 0
+    start = time.perf_counter()
+    for xb, yb in tqdm(loader, desc=desc, leave=False, disable=quiet()):
+        with autocast(cfg.device, amp):
+            logits = model(xb)
+            loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        loss_sum += loss.detach() * len(yb)
+        correct += (logits.argmax(1) == yb).sum()
+        seen += len(yb)
+    if cfg.device.startswith("cuda"):
+        torch.cuda.synchronize()
+    elapsed = time.perf_counter() - start
+    return {"train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen, "train_time_s": elapsed, "images_per_s": seen / elapsed}
+
+
+def fit(model: nn.Module, train: BatchLoader, val: BatchLoader, cfg: RunConfig, checkpoint_dir: Path, resume: bool = True) -> list[dict]:
+    """Train with early stopping on validation accuracy; keep best.pt and last.pt; return the per-epoch history."""
+    checkpoint_dir = Path(checkpoint_dir)
+    seed_everything(cfg.seed)
+    amp = amp_dtype(cfg.amp, cfg.device)
+    optimizer = make_optimizer(model, cfg)
+    scheduler = make_scheduler(optimizer, cfg, len(train))
+    scaler = torch.amp.GradScaler(enabled=amp == torch.float16 and cfg.device.startswith("cuda"))
+    state = {"epoch": 0, "history": [], "best_acc": -1.0, "best_epoch": 0, "bad_epochs": 0}
+    last, best = checkpoint_dir / "last.pt", checkpoint_dir / "best.pt"
+    if resume and last.is_file():
+        saved = load_checkpoint(last, cfg.device)
+        if saved.get("config") == cfg.to_dict() and not saved.get("finished"):
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            state = {k: saved[k] for k in state}
+    stop = False
+    for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
+        row = _train_epoch(model, train, optimizer, scheduler, scaler, cfg, amp, f"epoch {epoch}/{cfg.epochs}")
+        val_metrics = evaluate(model, val, amp)
+        row = {"epoch": epoch, **row, "val_loss": val_metrics["loss"], "val_acc": val_metrics["acc"], "lr": scheduler.get_last_lr()[0]}
+        state["history"].append(row)
+        if row["val_acc"] > state["best_acc"]:
+            state.update(best_acc=row["val_acc"], best_epoch=epoch, bad_epochs=0)
+            atomic_torch_save(model.state_dict(), best)
+        else:
+            state["bad_epochs"] += 1
+        stop = state["bad_epochs"] >= cfg.patience
+        state["epoch"] = epoch
+        atomic_torch_save(
+            {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "config": cfg.to_dict(), "finished": stop or epoch == cfg.epochs, **state},
+            last,
+        )
+        if stop:
+            break
+    model.load_state_dict(load_checkpoint(best, cfg.device))
+    return state["history"]
