@@ -30,7 +30,7 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", 0, 512, 256, 512, 1, 1, 64, 1, (1, 16)),
-    "quick": Profile("quick", 1, 16_000, 2_000, None, 1, 8, 64, 2, (1, 256)),
+    "quick": Profile("quick", 1, 20_000, 2_000, None, 1, 8, 64, 2, (1, 256)),
     "full": Profile("full", 2, None, 5_000, None, 30, 30, 256, 8, (1, 256)),
 }
 

@@ -1,4 +1,4 @@
-"""The one exception type the package raises for bad input."""
+"""The one exception type the package raises for bad input, and its brief display in notebooks."""
 
 
 class DnicError(ValueError):
@@ -8,3 +8,19 @@ class DnicError(ValueError):
         super().__init__(f"{problem}\nFix: {fix}")
         self.problem = problem
         self.fix = fix
+
+
+def show_briefly() -> None:
+    """In IPython/Jupyter, print a DnicError as its message alone, without the stack trace."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+
+    def handler(shell, etype, value, tb, tb_offset=None):
+        shell.showtraceback((etype, value, tb), exception_only=True)  # still an error output, so papermill stops
+
+    shell.set_custom_exc((DnicError,), handler)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from . import plots
-from .config import RunConfig, make_config, project_root, resolve_profile
+from .config import PROFILES, RunConfig, make_config, project_root
 from .data import BatchLoader, Splits, dataset_title, default_augment, load_splits
 from .metrics import classification_metrics, inference_latency, per_class_report
 from .models import build_model, count_flops, model_size, model_spec
@@ -89,7 +89,7 @@ def model_cost(arch: str, num_classes: int, in_channels: int, image_size: int) -
 def run(cfg: RunConfig, data_dir: str | None = None, resume: bool = True) -> Experiment:
     """Train cfg.arch on cfg.dataset, select the best validation epoch, test once, and write the run record."""
     start = time.perf_counter()
-    profile = resolve_profile(cfg.profile)
+    profile = PROFILES[cfg.profile]
     splits = load_splits(cfg.dataset, cfg.train_size, cfg.val_size, cfg.test_size, data_dir)
     info = splits.info
     model = build_model(cfg.arch, len(info.classes), info.channels, info.size)

@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 
 from . import plots
-from .config import default_device
+from .config import PROFILES, default_device
 from .data import dataset_info, dataset_title, load_raw, load_splits, channel_stats
 from .records import make_record
 from .records import write_record as _write
@@ -29,13 +29,13 @@ def count_checks(datasets: list[str], data_dir: str | None = None) -> pd.DataFra
     rows = []
     for name in datasets:
         info, raw = dataset_info(name), load_raw(name, data_dir)
-        splits = load_splits(name, root=data_dir)
+        splits = load_splits(name, val_size=PROFILES["full"].val_size, root=data_dir)
         share = torch.bincount(splits.val_y, minlength=len(info.classes)) / len(splits.val_y)
         full = torch.bincount(raw.train_y, minlength=len(info.classes)) / len(raw.train_y)
         expected = CANONICAL_SIZES[info.key]
         rows.append({
             "dataset": dataset_title(info, raw.source), "train (expected)": expected[0], "train (found)": len(raw.train_y),
-            "test (expected)": expected[1], "test (found)": len(raw.test_y), "validation images": len(splits.val_y),
+            "test (expected)": expected[1], "test (found)": len(raw.test_y), "validation split (full profile)": len(splits.val_y),
             "max class-share gap (pp)": round(100 * float((share - full).abs().max()), 3),
             "ok": (len(raw.train_y), len(raw.test_y)) == expected,
         })

@@ -39,7 +39,7 @@ def image_grid(images: torch.Tensor, titles: list[str], ncols: int = 8, title: s
     """A grid of uint8 images with a caption under each."""
     n = len(images)
     nrows = max(1, int(np.ceil(n / ncols)))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.5 * ncols, 1.75 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.5 * ncols, 1.9 * nrows + 0.4), squeeze=False, layout="constrained")
     for ax in axes.flat:
         ax.axis("off")
     for ax, img, caption in zip(axes.flat, images, titles):
@@ -47,7 +47,6 @@ def image_grid(images: torch.Tensor, titles: list[str], ncols: int = 8, title: s
         ax.set_title(caption, fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     return fig
 
 

@@ -48,12 +48,16 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
         raise
 
 
+CODE_PATHS = ("dnic_utils", "notebooks/templates", "benchmarks", "pyproject.toml", "requirements.txt")
+
+
 def git_commit() -> str | None:
-    """The repository's HEAD commit, with '-dirty' when tracked files have changed; None outside git."""
+    """The HEAD commit, with '-dirty' when the code (not the generated outputs) has changed; None outside git."""
     root = project_root()
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS],
+                               cwd=root, capture_output=True, text=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
     return f"{sha}-dirty" if dirty else sha
