@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import math
 import os
 import struct
@@ -159,7 +160,7 @@ def _from_cifar_batches(root: Path) -> RawData:
 
 def _from_jpeg_tar(path: Path, classes: tuple[str, ...]) -> RawData:
     """RawData from the image-folder archive of JPEGs (train/<class>/*.jpg, test/<class>/*.jpg)."""
-    from torchvision.io import decode_jpeg
+    from PIL import Image, UnidentifiedImageError
 
     blobs: dict[str, list[tuple[str, int, bytes]]] = {"train": [], "test": []}
     index = {c: i for i, c in enumerate(classes)}
@@ -180,11 +181,11 @@ def _from_jpeg_tar(path: Path, classes: tuple[str, ...]) -> RawData:
         if not items:
             raise _corrupt(path, ValueError(f"no {split}/<class>/*.jpg images inside"))
         items.sort()
-        try:
-            images = decode_jpeg([torch.frombuffer(bytearray(b), dtype=torch.uint8) for _, _, b in items])
-        except RuntimeError as err:
+        try:  # decoded once, then cached: PIL is fine here, it never runs in the training loop
+            images = np.stack([np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for _, _, b in items])
+        except (OSError, UnidentifiedImageError, ValueError) as err:
             raise _corrupt(path, err) from None
-        out += [torch.stack(images), torch.tensor([label for _, label, _ in items], dtype=torch.int64)]
+        out += [torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.tensor([label for _, label, _ in items], dtype=torch.int64)]
     return RawData(*out)
 
 
@@ -323,6 +324,11 @@ def load_splits(
     """The fixed stratified validation split carved from the training set, optional subsets, and train statistics."""
     info = dataset_info(name)
     raw = load_raw(name, root)
+    if not 0 < val_size <= len(raw.train_y) - 10 * len(info.classes):
+        raise DnicError(
+            f"A validation split (`val_size`) of {val_size} images does not fit the {len(raw.train_y):,} training images of {info.title}.",
+            f"set `val_size` between 1 and {len(raw.train_y) - 10 * len(info.classes):,}.",
+        )
     idx = np.arange(len(raw.train_y))
     fit_idx, val_idx = train_test_split(idx, test_size=val_size, stratify=raw.train_y.numpy(), random_state=SPLIT_SEED)
     fit_idx, val_idx = np.sort(fit_idx), np.sort(val_idx)

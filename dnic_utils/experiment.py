@@ -99,7 +99,8 @@ def run(cfg: RunConfig, data_dir: str | None = None, resume: bool = True) -> Exp
                         augment=default_augment(info) if cfg.augment else None, seed=cfg.seed, **common)
     val = BatchLoader(splits.val_x, splits.val_y, 512, **common)
     name = f"{cfg.dataset}-{cfg.arch}"
-    history = fit(model, train, val, cfg, project_root() / "checkpoints" / cfg.profile / name, resume=resume)
+    data_id = f"{splits.source.get('sha256')}:{splits.sizes()}"
+    history = fit(model, train, val, cfg, project_root() / "checkpoints" / cfg.profile / name, resume=resume, data_id=data_id)
     amp = amp_dtype(cfg.amp, cfg.device)
     test = evaluate(model, BatchLoader(splits.test_x, splits.test_y, 512, **common), amp)  # the only look at the test set
     best = max(history, key=lambda row: row["val_acc"])

@@ -15,6 +15,7 @@ import torch
 
 from .config import PROFILES, project_root
 
+FILE_MODE = 0o644
 REQUIRED_KEYS = ("kind", "name", "profile", "config", "metrics", "device", "versions", "git_commit", "data", "seed", "wall_time_s", "created")
 
 
@@ -28,6 +29,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, FILE_MODE)  # mkstemp creates 0600; keep files readable like any other
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -42,6 +44,7 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     os.close(fd)
     try:
         torch.save(obj, tmp)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -102,7 +105,9 @@ def make_record(kind: str, name: str, profile: str, config: dict, metrics: dict,
 
 
 def validate_record(record: dict) -> None:
-    """Raise ValueError if a record lacks a required key or names an unknown profile."""
+    """Raise ValueError if a record is not an object, lacks a required key or names an unknown profile."""
+    if not isinstance(record, dict):
+        raise ValueError("run record is not a JSON object")
     missing = [k for k in REQUIRED_KEYS if k not in record]
     if missing:
         raise ValueError(f"run record lacks {', '.join(missing)}")

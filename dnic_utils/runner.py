@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import math
 import os
 import sys
 import time
@@ -57,7 +58,8 @@ def output_path(root: Path, item: Planned, profile: str, force: bool) -> Path:
     """notebooks/<name>.ipynb, unless it holds a higher profile's run: then build/<profile>/notebooks/."""
     target = root / "notebooks" / f"{item.name}.ipynb"
     existing = notebook_profile(target) if target.exists() else None
-    if force or existing is None or PROFILES[existing].rank <= PROFILES[profile].rank:
+    rank = PROFILES[existing].rank if existing in PROFILES else math.inf  # an unknown profile's notebook is kept
+    if force or existing is None or rank <= PROFILES[profile].rank:
         return target
     return root / "build" / profile / "notebooks" / f"{item.name}.ipynb"
 

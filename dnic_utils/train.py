@@ -73,7 +73,7 @@ def _warmup_cosine(total: int, warmup: int):
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: RunConfig, steps_per_epoch: int):
     """A per-step one-cycle or warm-up + cosine schedule over the whole run."""
     total = max(1, cfg.epochs * steps_per_epoch)
-    if cfg.schedule == "onecycle":
+    if cfg.schedule == "onecycle" and total >= 8:  # OneCycleLR divides by zero on a handful of steps
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total, pct_start=0.25)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(total, max(1, total // 20)))
 
@@ -133,8 +133,13 @@ def _train_epoch(model, loader, optimizer, scheduler, scaler, cfg, amp, desc) ->
     return {"train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen, "train_time_s": elapsed, "images_per_s": seen / elapsed}
 
 
-def fit(model: nn.Module, train: BatchLoader, val: BatchLoader, cfg: RunConfig, checkpoint_dir: Path, resume: bool = True) -> list[dict]:
-    """Train with early stopping on validation accuracy; keep best.pt and last.pt; return the per-epoch history."""
+def fit(
+    model: nn.Module, train: BatchLoader, val: BatchLoader, cfg: RunConfig, checkpoint_dir: Path, resume: bool = True, data_id: str = ""
+) -> list[dict]:
+    """Train with early stopping on validation accuracy; keep best.pt and last.pt; return the per-epoch history.
+
+    A run resumes from last.pt only if that checkpoint is unfinished and has the same config and data_id.
+    """
     checkpoint_dir = Path(checkpoint_dir)
     seed_everything(cfg.seed)
     amp = amp_dtype(cfg.amp, cfg.device)
@@ -145,10 +150,11 @@ def fit(model: nn.Module, train: BatchLoader, val: BatchLoader, cfg: RunConfig, 
     last, best = checkpoint_dir / "last.pt", checkpoint_dir / "best.pt"
     if resume and last.is_file():
         saved = load_checkpoint(last, cfg.device)
-        if saved.get("config") == cfg.to_dict() and not saved.get("finished"):
+        if saved.get("config") == cfg.to_dict() and saved.get("data_id") == data_id and not saved.get("finished"):
             model.load_state_dict(saved["model"])
             optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
+            train.generator.set_state(saved["generator"].to(train.generator.get_state().device))
             state = {k: saved[k] for k in state}
     stop = False
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
@@ -165,7 +171,8 @@ def fit(model: nn.Module, train: BatchLoader, val: BatchLoader, cfg: RunConfig, 
         state["epoch"] = epoch
         atomic_torch_save(
             {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "config": cfg.to_dict(), "finished": stop or epoch == cfg.epochs, **state},
+             "generator": train.generator.get_state(), "config": cfg.to_dict(), "data_id": data_id,
+             "finished": stop or epoch == cfg.epochs, **state},
             last,
         )
         if stop:

@@ -1,0 +1,88 @@
+"""Shared fixtures of the unit tests.
+
+The environment defaults below are set at import, before any test or notebook kernel starts, so that
+nbval kernels started by this pytest process inherit the smoke profile and quiet progress bars.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("DNIC_PROFILE", "smoke")
+os.environ.setdefault("DNIC_QUIET", "1")
+
+TESTS_DIR = Path(__file__).resolve().parent
+REPO_ROOT = TESTS_DIR.parent
+FIXTURE_ROOT = TESTS_DIR / "fixtures" / "data"
+
+# A relative DNIC_DATA_DIR (e.g. ../shared/data) means "relative to where pytest was started"; notebook
+# kernels run in notebooks/, so hand them the absolute path.
+if os.environ.get("DNIC_DATA_DIR") and not Path(os.environ["DNIC_DATA_DIR"]).is_absolute():
+    os.environ["DNIC_DATA_DIR"] = str(Path(os.environ["DNIC_DATA_DIR"]).expanduser().resolve())
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "report: runs the whole report (every notebook) in the smoke profile; slow")
+
+
+def real_data_root() -> Path | None:
+    """The offline copy of the real datasets named by DNIC_DATA_DIR, if set and present."""
+    value = os.environ.get("DNIC_DATA_DIR")
+    if value and Path(value).expanduser().is_dir():
+        return Path(value).expanduser().resolve()
+    return None
+
+
+requires_real_data = pytest.mark.skipif(
+    real_data_root() is None, reason="DNIC_DATA_DIR is not set (or does not exist): the checks against the real datasets need it"
+)
+
+
+@pytest.fixture(scope="session")
+def fixture_root() -> Path:
+    """The tiny data root shipped with the tests (tests/fixtures/data); never modify it."""
+    assert (FIXTURE_ROOT / "MNIST" / "raw").is_dir(), "run python tests/fixtures/make_fixtures.py"
+    return FIXTURE_ROOT
+
+
+@pytest.fixture(scope="session")
+def data_root(fixture_root: Path) -> Path:
+    """DNIC_DATA_DIR when it is set and exists, else the shipped fixture root."""
+    return real_data_root() or fixture_root
+
+
+@pytest.fixture(scope="session")
+def uses_fixture_data(data_root: Path, fixture_root: Path) -> bool:
+    """True when data_root is the shipped fixture root rather than a real copy of the datasets."""
+    return data_root == fixture_root
+
+
+@pytest.fixture(scope="session")
+def fixture_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache directory for decoded fixture data, shared by the session (cache files are keyed by content)."""
+    return tmp_path_factory.mktemp("dnic-cache")
+
+
+@pytest.fixture
+def project_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, uses_fixture_data: bool, fixture_cache: Path) -> Path:
+    """A temporary project directory (DNIC_PROJECT_DIR) for the records, figures and checkpoints a test writes.
+
+    With fixture data, decoded datasets are cached in a temporary directory too (DNIC_CACHE_DIR), so the
+    user's cache never holds fixture data.
+    """
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.setenv("DNIC_PROJECT_DIR", str(project))
+    if uses_fixture_data:
+        monkeypatch.setenv("DNIC_CACHE_DIR", str(fixture_cache))
+    return project
+
+
+@pytest.fixture
+def fixture_data(fixture_root: Path, fixture_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The shipped fixture root, with DNIC_CACHE_DIR pointed at the session's temporary cache."""
+    monkeypatch.setenv("DNIC_CACHE_DIR", str(fixture_cache))
+    return fixture_root

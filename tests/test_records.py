@@ -1,0 +1,229 @@
+"""Run records (writing, validation, atomicity, loading) and the report tables built from them."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from dnic_utils import records, report
+from dnic_utils.models import REGISTRY
+from dnic_utils.records import REQUIRED_KEYS, load_records, make_record, validate_record, write_record
+
+METRICS = {
+    "test_loss": 0.3, "test_acc": 0.91, "macro_precision": 0.9, "macro_recall": 0.89, "macro_f1": 0.895,
+    "confusion": [[1, 0], [0, 1]], "train_loss": 0.25, "train_acc": 0.93, "best_val_acc": 0.92, "best_epoch": 1,
+    "epochs_run": 1, "train_time_s": 12.5, "images_per_s": 1234.0, "latency_ms": {1: 1.5}, "amp": "fp32",
+    "params": 61706, "trainable_params": 61706, "size_mb": 0.25, "flops": 846_000,
+}
+
+
+def train_record(dataset: str = "mnist", arch: str = "lenet5", profile: str = "smoke", test_acc: float = 0.91, created: str | None = None) -> dict:
+    rec = make_record(
+        "train", f"{dataset}-{arch}", profile, {"arch": arch, "dataset": dataset, "profile": profile}, {**METRICS, "test_acc": test_acc},
+        device="cpu", data={"dataset": dataset, "title": dataset.upper()}, seed=0, wall_time_s=3.14159,
+        arch_title=REGISTRY[arch].title if arch in REGISTRY else arch,
+    )
+    if created:
+        rec["created"] = created
+    return rec
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Records
+
+
+def test_make_record_carries_provenance() -> None:
+    rec = train_record()
+    assert set(REQUIRED_KEYS) <= set(rec)
+    assert rec["arch_title"] == "LeNet-5"  # extra keys pass through
+    assert rec["device"]["type"] == "cpu" and rec["device"]["threads"] >= 1
+    assert {"python", "torch", "torchvision"} <= set(rec["versions"])
+    assert rec["wall_time_s"] == 3.142
+    assert rec["created"].endswith("+00:00")
+
+
+def test_write_record_into_the_project_dir(project_dir: Path) -> None:
+    rec = train_record()
+    path = write_record(rec)
+    assert path == project_dir / "results" / "smoke" / "mnist-lenet5.json"
+    saved = json.loads(path.read_text())
+    assert set(REQUIRED_KEYS) <= set(saved)
+    assert saved["metrics"]["test_acc"] == 0.91 and saved["config"]["arch"] == "lenet5"
+    assert [p.name for p in path.parent.iterdir()] == ["mnist-lenet5.json"]
+    assert load_records() == [json.loads(json.dumps(rec, default=str))]
+
+
+def test_each_profile_has_its_own_folder(project_dir: Path) -> None:
+    a = write_record(train_record(profile="smoke"))
+    b = write_record(train_record(profile="quick"))
+    assert a.parent.name == "smoke" and b.parent.name == "quick" and a.name == b.name
+    assert sorted(r["profile"] for r in load_records()) == ["quick", "smoke"]
+
+
+@pytest.mark.parametrize("key", REQUIRED_KEYS)
+def test_validate_record_rejects_a_missing_key(key: str) -> None:
+    rec = train_record()
+    del rec[key]
+    with pytest.raises(ValueError, match=key):
+        validate_record(rec)
+
+
+def test_validate_record_rejects_an_unknown_profile(project_dir: Path) -> None:
+    rec = train_record()
+    rec["profile"] = "nightly"
+    with pytest.raises(ValueError, match="nightly"):
+        validate_record(rec)
+    with pytest.raises(ValueError):
+        write_record(rec)
+    assert not (project_dir / "results").exists()
+
+
+def test_write_is_atomic_when_the_rename_fails(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_record(train_record(test_acc=0.5))
+    before = path.read_bytes()
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        write_record(train_record(test_acc=0.99))
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left behind
+
+
+def test_atomic_torch_save_cleans_up_on_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "ckpt" / "last.pt"
+    records.atomic_torch_save({"epoch": 1}, target)
+    before = target.read_bytes()
+    monkeypatch.setattr(os, "replace", lambda src, dst: (_ for _ in ()).throw(OSError("no")))
+    with pytest.raises(OSError):
+        records.atomic_torch_save({"epoch": 2}, target)
+    monkeypatch.undo()
+    assert target.read_bytes() == before
+    assert [p.name for p in target.parent.iterdir()] == ["last.pt"]
+
+
+def test_load_records_skips_invalid_files(project_dir: Path) -> None:
+    good = write_record(train_record())
+    folder = good.parent
+    (folder / "truncated.json").write_text('{"kind": "train", "name": ')
+    (folder / "empty.json").write_text("")
+    (folder / "partial.json").write_text(json.dumps({"kind": "train", "name": "x", "profile": "smoke"}))
+    bad_profile = train_record(arch="vgg16")
+    bad_profile["profile"] = "nightly"
+    (folder / "bad-profile.json").write_text(json.dumps(bad_profile, default=str))
+    (folder / "notes.txt").write_text("not a record")
+    loaded = load_records()
+    assert [r["name"] for r in loaded] == ["mnist-lenet5"]
+    assert load_records(project_dir / "results") == loaded
+    assert load_records(project_dir / "nowhere") == []
+
+
+def test_load_records_skips_json_that_is_not_an_object(project_dir: Path) -> None:
+    good = write_record(train_record())
+    (good.parent / "number.json").write_text("42")
+    assert [r["name"] for r in load_records()] == ["mnist-lenet5"]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Report tables
+
+
+def test_best_records_prefers_the_higher_profile_in_any_order() -> None:
+    smoke = train_record(profile="smoke", test_acc=0.99, created="2030-01-01T00:00:00+00:00")  # newer and better
+    quick = train_record(profile="quick", test_acc=0.80, created="2020-01-01T00:00:00+00:00")
+    for order in ([smoke, quick], [quick, smoke]):
+        best = report.best_records(order)
+        assert list(best) == [("mnist", "lenet5")]
+        assert best[("mnist", "lenet5")] is quick
+
+
+def test_best_records_takes_the_newest_among_equal_profiles() -> None:
+    old = train_record(created="2024-01-01T00:00:00+00:00")
+    new = train_record(created="2025-01-01T00:00:00+00:00")
+    for order in ([old, new], [new, old]):
+        assert report.best_records(order)[("mnist", "lenet5")] is new
+
+
+def test_best_records_ignores_other_kinds_and_keeps_pairs_apart() -> None:
+    data_record = make_record("data", "data-exploration", "full", {}, {}, device="cpu", data={}, seed=0, wall_time_s=1.0)
+    recs = [data_record, train_record("mnist", "lenet5"), train_record("mnist", "resnet18"), train_record("cifar10", "lenet5")]
+    assert set(report.best_records(recs)) == {("mnist", "lenet5"), ("mnist", "resnet18"), ("cifar10", "lenet5")}
+
+
+RESULT_COLUMNS = ["model", "profile", "size (MB)", "trainable params", "train loss", "test loss", "train acc (%)", "test acc (%)",
+                  "macro P (%)", "macro R (%)", "macro F1 (%)", "MFLOPs/img", "train time (s)", "images/s", "device", "date"]
+
+
+def test_results_table_has_one_row_per_architecture() -> None:
+    recs = [train_record("mnist", "resnet18"), train_record("mnist", "lenet5", profile="smoke"), train_record("mnist", "lenet5", profile="quick"),
+            train_record("mnist", "vgg16"), train_record("cifar10", "vgg16", test_acc=0.5)]
+    table = report.results_table(recs, "mnist")
+    assert list(table.columns) == RESULT_COLUMNS
+    assert table["model"].tolist() == ["LeNet-5", "VGG16", "ResNet18"]  # registry order, one row each
+    lenet = table.iloc[0]
+    assert lenet["profile"] == "quick"
+    assert lenet["test acc (%)"] == "91.00" and lenet["trainable params"] == "61,706" and lenet["MFLOPs/img"] == "0.8"
+    assert lenet["device"].startswith("CPU (") and len(lenet["date"]) == 10
+    assert len(report.results_table(recs, "cifar10")) == 1
+    assert report.results_table(recs, "fashion_mnist").empty
+
+
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- dnic:{name}:start -->", f"<!-- dnic:{name}:end -->"
+
+
+@pytest.fixture
+def readme(tmp_path: Path) -> Path:
+    (rs, re_), (ns, ne) = markers("results"), markers("notebooks")
+    path = tmp_path / "README.md"
+    path.write_text(f"# Title\n\nIntro text.\n\n{rs}\nold table\n{re_}\n\n## Notebooks\n\n{ns}\nold index\n{ne}\n\nKeep me.\n")
+    return path
+
+
+def test_update_readme_replaces_only_the_marked_section(readme: Path) -> None:
+    recs = [train_record("mnist", "lenet5"), train_record("mnist", "resnet18")]
+    start, end = markers("results")
+    assert report.update_readme(readme, {"results": report.readme_tables(recs)}) is True
+    text = readme.read_text()
+    before, rest = text.split(start)
+    inside, after = rest.split(end)
+    assert before == "# Title\n\nIntro text.\n\n"
+    assert after == f"\n\n## Notebooks\n\n{markers('notebooks')[0]}\nold index\n{markers('notebooks')[1]}\n\nKeep me.\n"
+    assert "old table" not in inside
+    assert "| LeNet-5" in inside and "| ResNet18" in inside and "#### MNIST" in inside
+    assert report.update_readme(readme, {"results": report.readme_tables(recs)}) is False  # unchanged the second time
+    assert readme.read_text() == text
+
+
+def test_update_readme_replaces_several_sections(readme: Path) -> None:
+    report.update_readme(readme, {"results": "RESULTS\n", "notebooks": "INDEX\n"})
+    text = readme.read_text()
+    assert "old table" not in text and "old index" not in text
+    assert f"{markers('results')[0]}\nRESULTS\n{markers('results')[1]}" in text
+    assert f"{markers('notebooks')[0]}\nINDEX\n{markers('notebooks')[1]}" in text
+    assert text.startswith("# Title\n\nIntro text.\n\n") and text.endswith("\n\nKeep me.\n")
+
+
+def test_readme_tables_without_records() -> None:
+    assert "No run records yet" in report.readme_tables([])
+
+
+def test_update_readme_without_markers_raises(tmp_path: Path) -> None:
+    path = tmp_path / "README.md"
+    path.write_text("# Title\n\nNo markers here.\n")
+    with pytest.raises(ValueError, match="markers"):
+        report.update_readme(path, {"results": report.readme_tables([train_record()])})
+    assert path.read_text() == "# Title\n\nNo markers here.\n"
+
+
+def test_update_readme_with_one_section_missing_changes_nothing(readme: Path) -> None:
+    before = readme.read_text()
+    with pytest.raises(ValueError, match="dnic:figures:start"):
+        report.update_readme(readme, {"results": "NEW\n", "figures": "NEW\n"})
+    assert readme.read_text() == before

@@ -1,0 +1,155 @@
+"""The report runner: its plan, the guard that keeps higher profiles' notebooks, the CLI, and a real smoke run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from dnic_utils import runner
+from dnic_utils.config import PROFILES, project_root
+from dnic_utils.data import DATASETS
+from dnic_utils.models import REGISTRY
+
+
+def test_plan_starts_with_the_exploration_and_covers_every_model_and_dataset() -> None:
+    items = runner.plan()
+    assert items[0].name == "00_data_exploration"
+    assert items[0].parameters == {}
+    models = items[1:]
+    pairs = [(i.parameters["dataset"], i.parameters["arch"]) for i in models]
+    assert sorted(pairs) == sorted((d, a) for d in DATASETS for a in REGISTRY)  # each pair exactly once
+    names = [i.name for i in items]
+    assert len(set(names)) == len(names)
+    numbers = [name.split("_", 1)[0] for name in names]
+    assert numbers == sorted(numbers, key=int) and len(set(numbers)) == len(numbers)
+    for item in models:
+        d, a = item.parameters["dataset"], item.parameters["arch"]
+        assert item.name.endswith(f"_{d}_{a}")
+        assert REGISTRY[a].title in item.title and DATASETS[d].title in item.title
+        assert item.source == runner.TEMPLATE
+    assert all((project_root() / i.source).is_file() for i in items)
+
+
+def write_notebook(path: Path, profile: str | None) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells.append(nbformat.v4.new_markdown_cell("# A notebook"))
+    if profile:
+        nb.metadata["dnic"] = {"profile": profile}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+
+
+@pytest.fixture
+def item() -> runner.Planned:
+    return runner.plan()[1]
+
+
+def test_output_path_keeps_a_higher_profiles_notebook(tmp_path: Path, item: runner.Planned) -> None:
+    committed = tmp_path / "notebooks" / f"{item.name}.ipynb"
+    write_notebook(committed, "quick")
+    kept = runner.output_path(tmp_path, item, "smoke", force=False)
+    assert kept == tmp_path / "build" / "smoke" / "notebooks" / f"{item.name}.ipynb"
+    assert runner.output_path(tmp_path, item, "smoke", force=True) == committed
+    assert runner.output_path(tmp_path, item, "quick", force=False) == committed  # the same profile replaces it
+    assert runner.output_path(tmp_path, item, "full", force=False) == committed  # a higher one too
+
+
+@pytest.mark.parametrize("existing", [None, "smoke", "no-metadata"])
+def test_output_path_replaces_lower_or_unknown_notebooks(tmp_path: Path, item: runner.Planned, existing: str | None) -> None:
+    target = tmp_path / "notebooks" / f"{item.name}.ipynb"
+    if existing == "no-metadata":
+        write_notebook(target, None)
+    elif existing:
+        write_notebook(target, existing)
+    for profile in PROFILES:
+        assert runner.output_path(tmp_path, item, profile, force=False) == target
+
+
+def test_materialise_fills_in_the_title(tmp_path: Path, item: runner.Planned) -> None:
+    source = project_root() / runner.TEMPLATE
+    (tmp_path / runner.TEMPLATE).parent.mkdir(parents=True)
+    (tmp_path / runner.TEMPLATE).write_bytes(source.read_bytes())
+    path = runner.materialise(tmp_path, item, "smoke")
+    assert path.parent == tmp_path / "build" / "smoke" / "sources"
+    template = nbformat.read(source, as_version=4)
+    made = nbformat.read(path, as_version=4)
+    assert made.cells[0].source.splitlines()[0] == item.title
+    assert made.cells[0].source.splitlines()[1:] == template.cells[0].source.splitlines()[1:]
+    assert [c.source for c in made.cells[1:]] == [c.source for c in template.cells[1:]]
+    exploration = runner.plan()[0]
+    assert runner.materialise(tmp_path, exploration, "smoke") == tmp_path / exploration.source
+
+
+def test_unknown_profile_exits_with_2(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.delenv("DNIC_PROFILE", raising=False)  # the environment would win over --profile
+    assert runner.main(["--profile", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "'nope'" in err and "Fix:" in err
+
+
+def test_list_prints_the_plan(capsys: pytest.CaptureFixture) -> None:
+    assert runner.main(["--profile", "smoke", "--list"]) == 0
+    assert capsys.readouterr().out.split() == [i.name for i in runner.plan()]
+    assert runner.main(["--profile", "smoke", "--list", "--only", "*cifar10*"]) == 0
+    listed = capsys.readouterr().out.split()
+    assert listed and all("cifar10" in name for name in listed) and len(listed) == len(REGISTRY)
+    last = runner.plan()[-1].name
+    assert runner.main(["--profile", "smoke", "--list", "--start-at", last]) == 0
+    assert capsys.readouterr().out.split() == [last]
+
+
+def test_bad_selection_exits_with_2(capsys: pytest.CaptureFixture) -> None:
+    assert runner.main(["--profile", "smoke", "--only", "no-such-notebook*"]) == 2
+    assert "no notebook matches" in capsys.readouterr().out
+    assert runner.main(["--profile", "smoke", "--start-at", "999_nothing"]) == 2
+    err = capsys.readouterr().err
+    assert "999_nothing" in err and "Fix:" in err and "00_data_exploration" in err
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.report
+def test_every_notebook_runs_in_smoke(data_root: Path, uses_fixture_data: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture) -> None:
+    """The real thing: papermill executes every notebook of the plan in the smoke profile, in this repository."""
+    monkeypatch.delenv("DNIC_PROJECT_DIR", raising=False)  # the repository itself
+    # main() exports these into os.environ for its kernels; setting them here first lets monkeypatch restore them
+    monkeypatch.setenv("DNIC_PROFILE", "smoke")
+    monkeypatch.setenv("DNIC_QUIET", "1")
+    monkeypatch.setenv("DNIC_DATA_DIR", str(data_root))
+    if uses_fixture_data:
+        monkeypatch.setenv("DNIC_CACHE_DIR", str(tmp_path / "cache"))
+    root = project_root()
+    items = runner.plan()
+    expected = {i.name: runner.output_path(root, i, "smoke", force=False) for i in items}
+    higher = {p: sha(p) for p in (root / "notebooks").glob("*.ipynb")
+              if runner.notebook_profile(p) in PROFILES and PROFILES[runner.notebook_profile(p)].rank > PROFILES["smoke"].rank}
+    start = time.time()
+
+    code = runner.main(["--profile", "smoke", "--data-dir", str(data_root)])
+
+    out = capsys.readouterr()
+    assert code == 0, f"the smoke report failed:\n{out.out}\n{out.err}"
+    for name, path in expected.items():
+        candidates = [root / "notebooks" / f"{name}.ipynb", root / "build" / "smoke" / "notebooks" / f"{name}.ipynb"]
+        assert path in candidates and path.is_file(), name
+        assert path.stat().st_mtime >= start - 1, f"{path} was not written by this run"
+        nb = nbformat.read(path, as_version=4)
+        assert nb.metadata["dnic"]["profile"] == "smoke"
+        errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        assert not errors, f"{name} has error outputs"
+    for path, digest in higher.items():  # a higher profile's committed notebook is never replaced by smoke
+        assert sha(path) == digest, path
+    record = json.loads((root / "results" / "smoke" / "report-run.json").read_text())
+    assert record["failures"] == [] and set(record["metrics"]["notebook_seconds"]) == set(expected)
+    for item in items[1:]:
+        run_record = json.loads((root / "results" / "smoke" / f"{item.parameters['dataset']}-{item.parameters['arch']}.json").read_text())
+        assert run_record["created"] >= time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(start - 1))
+        assert Path(run_record["data"]["path"]).resolve().is_relative_to(data_root.resolve())
