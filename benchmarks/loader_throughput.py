@@ -16,21 +16,22 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from dnic_utils.config import default_device, resolve_profile
-from dnic_utils.data import BatchLoader, dataset_info, dataset_title, default_augment, load_splits
+from dnic_utils.data import BatchLoader, Splits, dataset_info, dataset_title, default_augment, load_splits
 from dnic_utils.models import build_model
 from dnic_utils.records import atomic_write_bytes, load_records, make_record, write_record
 from dnic_utils.report import device_label
-from dnic_utils.train import amp_dtype, autocast, seed_everything
+from dnic_utils.train import amp_dtype, amp_label, autocast, seed_everything
 
 RESULTS_MD = Path(__file__).with_name("RESULTS.md")
 
@@ -38,19 +39,21 @@ RESULTS_MD = Path(__file__).with_name("RESULTS.md")
 class PILDataset(Dataset):
     """The conventional dataset: one uint8 image at a time, turned into a PIL image and transformed."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, transform) -> None:
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, transform: Callable[[Image.Image], torch.Tensor]) -> None:
         self.x = x.permute(0, 2, 3, 1).squeeze(-1).numpy() if x.shape[1] == 1 else x.permute(0, 2, 3, 1).numpy()
         self.y = y.tolist()
         self.transform = transform
 
     def __len__(self) -> int:
+        """Number of images."""
         return len(self.y)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        """One transformed image and its label."""
         return self.transform(Image.fromarray(self.x[i])), self.y[i]
 
 
-def conventional_loader(splits, batch_size: int, workers: int, device: str) -> DataLoader:
+def conventional_loader(splits: Splits, batch_size: int, workers: int, device: str) -> DataLoader:
     """A DataLoader with workers and per-sample PIL transforms equivalent to dnic's augmentation."""
     aug = default_augment(splits.info)
     steps = [transforms.RandomCrop(splits.info.size, padding=aug.pad)]
@@ -62,7 +65,7 @@ def conventional_loader(splits, batch_size: int, workers: int, device: str) -> D
                       pin_memory=device.startswith("cuda"), persistent_workers=workers > 0)
 
 
-def images_per_s(model, batches, steps: int, warmup: int, device: str, amp) -> float:
+def images_per_s(model: nn.Module, batches: Iterable, steps: int, warmup: int, device: str, amp: torch.dtype | None) -> float:
     """Train for warmup + steps batches and return images/s over the timed steps (data loading included)."""
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
     model.train()
@@ -118,7 +121,7 @@ def main() -> None:
     splits = load_splits(args.dataset, root=args.data_dir)
     info = dataset_info(args.dataset)
     results = {}
-    print(f"{dataset_title(info, splits.source)} on {device} ({amp or 'fp32'}), batch {args.batch_size}, {args.steps} timed steps, {args.workers} workers")
+    print(f"{dataset_title(info, splits.source)} on {device} ({amp_label(amp)}), batch {args.batch_size}, {args.steps} timed steps, {args.workers} workers")
     for arch in args.arch:
         speeds = {}
         for name in ("conventional", "dnic"):
@@ -135,7 +138,7 @@ def main() -> None:
         results[arch] = speeds
         print(f"{arch:>10}: conventional {speeds['conventional']:8.0f} img/s | dnic {speeds['dnic']:8.0f} img/s | ratio b/a {speeds['ratio']:.2f}x", flush=True)
     cfg = {"dataset": args.dataset, "arch": args.arch, "steps": args.steps, "warmup": args.warmup, "batch_size": args.batch_size, "workers": args.workers,
-           "amp": str(amp).replace("torch.", "") if amp else "fp32"}
+           "amp": amp_label(amp)}
     data = {"title": dataset_title(info, splits.source), **splits.source}
     path = write_record(make_record("benchmark", f"bench-loader-{device}-{args.dataset}", profile, cfg, results, device=device, data=data,
                                     seed=0, wall_time_s=time.perf_counter() - start))

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import inspect
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,9 +61,13 @@ def resolve_profile(profile: str = "auto") -> Profile:
 
 
 def project_root() -> Path:
-    """The directory that holds results/, figures/ and notebooks/ (DNIC_PROJECT_DIR, else the repository)."""
+    """The folder that holds results/, figures/ and notebooks/: DNIC_PROJECT_DIR, else this checkout, else the cwd.
+
+    The cwd fallback is for an installed (non-editable) package, as on Colab, where the notebook's folder is used.
+    """
     env = os.environ.get("DNIC_PROJECT_DIR")
-    return Path(env) if env else Path(__file__).resolve().parent.parent
+    checkout = Path(__file__).resolve().parent.parent
+    return Path(env) if env else checkout if (checkout / "pyproject.toml").is_file() else Path.cwd()
 
 
 def cache_dir() -> Path:
@@ -104,10 +111,16 @@ class RunConfig:
     amp: str = "auto"
     seed: int = 0
     device: str = "cpu"
+    variant: str = ""  # empty for the profile's defaults, else a short hash of the parameters that differ
 
     def to_dict(self) -> dict:
         """Plain-dict form for run records."""
         return dataclasses.asdict(self)
+
+    @property
+    def run_name(self) -> str:
+        """'cifar10-resnet18' for the default settings; a run with other parameters gets its own name and files."""
+        return f"{self.dataset}-{self.arch}" + (f"-{self.variant}" if self.variant else "")
 
 
 def make_config(
@@ -132,7 +145,7 @@ def make_config(
 
     prof = resolve_profile(profile)
     spec = model_spec(arch)
-    dataset_info(dataset)
+    dataset = dataset_info(dataset).key  # 'MNIST' and 'fashion-mnist' name the same records as 'mnist' and 'fashion_mnist'
     _positive("epochs", epochs)
     _positive("batch_size", batch_size)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -142,13 +155,20 @@ def make_config(
             raise DnicError(f"Unknown {name} {value!r}.", f"set `{name}` to one of {', '.join(allowed)}.")
     if lr is not None and not (isinstance(lr, (int, float)) and 0 < lr < 10):
         raise DnicError(f"Learning rate `lr` must be in (0, 10), got {lr!r}.", "set `lr` to a small positive number such as 0.05, or None for the default.")
-    if not 0 <= label_smoothing < 1:
-        raise DnicError(f"`label_smoothing` must be in [0, 1), got {label_smoothing!r}.", "use a value such as 0.1.")
-    if weight_decay < 0:
-        raise DnicError(f"`weight_decay` must be ≥ 0, got {weight_decay!r}.", "use a value such as 5e-4.")
+    if not isinstance(label_smoothing, (int, float)) or not 0 <= label_smoothing < 1:
+        raise DnicError(f"`label_smoothing` must be a number in [0, 1), got {label_smoothing!r}.", "use a value such as 0.1.")
+    if not isinstance(weight_decay, (int, float)) or weight_decay < 0:
+        raise DnicError(f"`weight_decay` must be a number ≥ 0, got {weight_decay!r}.", "use a value such as 5e-4.")
     dev = device or default_device()
+    if dev != "cpu" and not dev.startswith("cuda"):
+        raise DnicError(f"Unknown device {dev!r}.", "use 'cpu', 'cuda' or 'cuda:N', or None to pick automatically.")
     if dev.startswith("cuda") and not torch.cuda.is_available():
         raise DnicError(f"Device {dev!r} was asked for but no GPU is visible.", "leave `device` as None to pick the CPU, or run on a GPU machine.")
+    given = {"epochs": epochs, "batch_size": batch_size, "optimizer": optimizer, "lr": lr, "weight_decay": weight_decay,
+             "schedule": schedule, "label_smoothing": label_smoothing, "augment": augment, "amp": amp, "seed": seed}
+    defaults = inspect.signature(make_config).parameters
+    changed = {k: v for k, v in given.items() if v != defaults[k].default}
+    variant = hashlib.sha1(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:8] if changed else ""
     default_lr = 0.05 if optimizer == "sgd" else 3e-3
     return RunConfig(
         arch=arch,
@@ -169,4 +189,5 @@ def make_config(
         amp=amp,
         seed=int(seed),
         device=dev,
+        variant=variant,
     )

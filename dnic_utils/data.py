@@ -31,25 +31,26 @@ class DatasetInfo:
 
     key: str
     title: str
+    torchvision_class: str  # the torchvision.datasets class that downloads it
     folder: str  # torchvision's folder under the data root
     channels: int
     size: int
     flip: bool  # horizontal flips keep the label (never for digits)
+    sizes: tuple[int, int]  # canonical train and test set sizes
     classes: tuple[str, ...]
 
 
 DATASETS: dict[str, DatasetInfo] = {
-    "mnist": DatasetInfo("mnist", "MNIST", "MNIST", 1, 28, False, tuple(str(i) for i in range(10))),
+    "mnist": DatasetInfo("mnist", "MNIST", "MNIST", "MNIST", 1, 28, False, (60_000, 10_000), tuple(str(i) for i in range(10))),
     "fashion_mnist": DatasetInfo(
-        "fashion_mnist", "Fashion-MNIST", "FashionMNIST", 1, 28, True,
+        "fashion_mnist", "Fashion-MNIST", "FashionMNIST", "FashionMNIST", 1, 28, True, (60_000, 10_000),
         ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
     ),
     "cifar10": DatasetInfo(
-        "cifar10", "CIFAR-10", "cifar-10-batches-py", 3, 32, True,
+        "cifar10", "CIFAR-10", "CIFAR10", "cifar-10-batches-py", 3, 32, True, (50_000, 10_000),
         ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
     ),
 }
-_TORCHVISION_CLASS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10"}
 _IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"), "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 
 
@@ -189,25 +190,20 @@ def _from_jpeg_tar(path: Path, classes: tuple[str, ...]) -> RawData:
     return RawData(*out)
 
 
-def _download(info: DatasetInfo, root: Path) -> RawData:
-    """RawData through torchvision's own download (needs internet)."""
+def _download(info: DatasetInfo, root: Path) -> None:
+    """Fetch a dataset's files into root with torchvision's own download (needs internet)."""
     import torchvision.datasets as tvd
 
-    cls = getattr(tvd, _TORCHVISION_CLASS[info.key])
+    cls = getattr(tvd, info.torchvision_class)
     try:
-        sets = [cls(str(root), train=t, download=True) for t in (True, False)]
+        for train in (True, False):
+            cls(str(root), train=train, download=True)
     except Exception as err:  # torchvision raises URLError, RuntimeError, … when offline
         raise DnicError(
-            f"No offline copy of {info.title} was found and torchvision could not download it into {root} ({type(err).__name__}: {err}).",
-            f"connect to the internet, or set DNIC_DATA_DIR (or the `data_dir` parameter) to a folder holding "
-            f"{info.folder}/ in torchvision's layout{' or CIFAR10-JPEG/*.tar.gz' if info.key == 'cifar10' else ''}.",
+            f"No offline copy of {info.title} is configured and torchvision could not download it into {root} ({type(err).__name__}: {err}).",
+            f"connect to the internet, or set DNIC_DATA_DIR (or the `data_dir` parameter) to a folder holding {info.folder}/ "
+            f"in torchvision's layout{' or CIFAR10-JPEG/*.tar.gz' if info.key == 'cifar10' else ''}.",
         ) from None
-    out = []
-    for ds in sets:
-        x = torch.as_tensor(np.asarray(ds.data))
-        x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
-        out += [x.contiguous(), torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)]
-    return RawData(*out)
 
 
 def _find_source(info: DatasetInfo, root: Path | None) -> tuple[str, list[Path], bool] | None:
@@ -231,11 +227,19 @@ def load_raw(name: str, root: str | os.PathLike | None = None) -> RawData:
     info = dataset_info(name)
     base = data_dir(root)
     found = _find_source(info, base)
+    if found is None and base is not None:
+        layout = f"{info.folder}/raw/ with the four IDX files" if info.channels == 1 else f"{info.folder}/ or CIFAR10-JPEG/*.tar.gz"
+        raise DnicError(
+            f"The data root {base} holds no copy of {info.title} (looked for {layout}).",
+            f"put the files there in torchvision's layout, point DNIC_DATA_DIR / `data_dir` at the right folder, "
+            f"or unset both to let torchvision download the data (internet needed).",
+        )
     if found is None:
-        target = base or cache_dir() / "torchvision"
-        raw = _download(info, target)
-        raw.source = {"kind": "torchvision-download", "path": str(target), "lossy": False, "sha256": None}
-        return _checked(raw, info)
+        base = cache_dir() / "torchvision"
+        _download(info, base)
+        found = _find_source(info, base)
+        if found is None:
+            raise DnicError(f"torchvision's download left no usable copy of {info.title} in {base}.", f"delete {base} and try again.")
     kind, files, lossy = found
     digest = _sha256(files)
     cached = cache_dir() / "datasets" / f"{info.key}-{digest[:16]}.pt"
@@ -249,7 +253,7 @@ def load_raw(name: str, root: str | os.PathLike | None = None) -> RawData:
     if kind == "idx":
         raw = _from_idx({"train": files[:2], "test": files[2:]})
     elif kind == "cifar-10-batches-py":
-        raw = _from_cifar_batches(base)
+        raw = _from_cifar_batches(files[0].parent.parent)
     else:
         raw = _from_jpeg_tar(files[0], info.classes)
     raw.source = source
@@ -289,6 +293,10 @@ def _stratified_subset(labels: torch.Tensor, size: int | None) -> np.ndarray:
     idx = np.arange(len(labels))
     if size is None or size >= len(labels):
         return idx
+    classes = len(torch.unique(labels))
+    if not classes <= size <= len(labels) - classes:
+        raise DnicError(f"A subset of {size} images cannot keep all {classes} classes of a split of {len(labels)}.",
+                        f"use a subset size between {classes} and {len(labels) - classes}, or None for all.")
     keep, _ = train_test_split(idx, train_size=size, stratify=labels.numpy(), random_state=SPLIT_SEED)
     return np.sort(keep)
 
@@ -324,10 +332,11 @@ def load_splits(
     """The fixed stratified validation split carved from the training set, optional subsets, and train statistics."""
     info = dataset_info(name)
     raw = load_raw(name, root)
-    if not 0 < val_size <= len(raw.train_y) - 10 * len(info.classes):
+    low, high = len(info.classes), len(raw.train_y) - 10 * len(info.classes)
+    if not low <= val_size <= high:
         raise DnicError(
             f"A validation split (`val_size`) of {val_size} images does not fit the {len(raw.train_y):,} training images of {info.title}.",
-            f"set `val_size` between 1 and {len(raw.train_y) - 10 * len(info.classes):,}.",
+            f"set `val_size` between {low} and {high:,}.",
         )
     idx = np.arange(len(raw.train_y))
     fit_idx, val_idx = train_test_split(idx, test_size=val_size, stratify=raw.train_y.numpy(), random_state=SPLIT_SEED)

@@ -12,12 +12,12 @@ import torch
 from torch import nn
 
 from . import plots
-from .config import PROFILES, RunConfig, make_config, project_root
+from .config import PROFILES, RunConfig, project_root
 from .data import BatchLoader, Splits, dataset_title, default_augment, load_splits
 from .metrics import classification_metrics, inference_latency, per_class_report
 from .models import build_model, count_flops, model_size, model_spec
 from .records import make_record, write_record
-from .train import amp_dtype, evaluate, fit
+from .train import amp_dtype, amp_label, evaluate, fit, seed_everything
 
 
 @dataclass
@@ -36,8 +36,8 @@ class Experiment:
 
     @property
     def name(self) -> str:
-        """The stable name of the run, used for its record and figures."""
-        return f"{self.cfg.dataset}-{self.cfg.arch}"
+        """The stable name of the run, used for its record, checkpoints and figures."""
+        return self.cfg.run_name
 
     @property
     def title(self) -> str:
@@ -89,6 +89,7 @@ def model_cost(arch: str, num_classes: int, in_channels: int, image_size: int) -
 def run(cfg: RunConfig, data_dir: str | None = None, resume: bool = True) -> Experiment:
     """Train cfg.arch on cfg.dataset, select the best validation epoch, test once, and write the run record."""
     start = time.perf_counter()
+    seed_everything(cfg.seed)  # before the model is built, so the seed fixes the initial weights too
     profile = PROFILES[cfg.profile]
     splits = load_splits(cfg.dataset, cfg.train_size, cfg.val_size, cfg.test_size, data_dir)
     info = splits.info
@@ -98,7 +99,7 @@ def run(cfg: RunConfig, data_dir: str | None = None, resume: bool = True) -> Exp
     train = BatchLoader(splits.train_x, splits.train_y, cfg.batch_size, shuffle=True, drop_last=len(splits.train_y) > cfg.batch_size,
                         augment=default_augment(info) if cfg.augment else None, seed=cfg.seed, **common)
     val = BatchLoader(splits.val_x, splits.val_y, 512, **common)
-    name = f"{cfg.dataset}-{cfg.arch}"
+    name = cfg.run_name
     data_id = f"{splits.source.get('sha256')}:{splits.sizes()}"
     history = fit(model, train, val, cfg, project_root() / "checkpoints" / cfg.profile / name, resume=resume, data_id=data_id)
     amp = amp_dtype(cfg.amp, cfg.device)
@@ -117,7 +118,7 @@ def run(cfg: RunConfig, data_dir: str | None = None, resume: bool = True) -> Exp
         "train_time_s": sum(row["train_time_s"] for row in history),
         "images_per_s": sum(r["images_per_s"] * r["train_time_s"] for r in history) / sum(r["train_time_s"] for r in history),
         "latency_ms": {b: inference_latency(model, shape, b, cfg.device, amp) for b in profile.latency_batches},
-        "amp": str(amp).replace("torch.", "") if amp else "fp32",
+        "amp": amp_label(amp),
         **model_cost(cfg.arch, len(info.classes), info.channels, info.size),
     }
     data = {"dataset": cfg.dataset, "title": dataset_title(info, splits.source), **splits.source, "sizes": splits.sizes(), "mean": splits.mean, "std": splits.std}
@@ -125,9 +126,3 @@ def run(cfg: RunConfig, data_dir: str | None = None, resume: bool = True) -> Exp
                          wall_time_s=time.perf_counter() - start, history=history, arch_title=model_spec(cfg.arch).title)
     path = write_record(record)
     return Experiment(cfg, splits, model, history, test["y_true"], test["y_pred"], metrics, record, path)
-
-
-def train_and_test(arch: str, dataset: str, **params) -> Experiment:
-    """Validate notebook parameters into a RunConfig and run it."""
-    data_dir = params.pop("data_dir", None)
-    return run(make_config(arch, dataset, **params), data_dir=data_dir)

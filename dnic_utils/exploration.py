@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -11,91 +12,96 @@ import torch
 
 from . import plots
 from .config import PROFILES, default_device
-from .data import dataset_info, dataset_title, load_raw, load_splits, channel_stats
-from .records import make_record
-from .records import write_record as _write
-from .report import dataset_summary
-
-CANONICAL_SIZES = {"mnist": (60_000, 10_000), "fashion_mnist": (60_000, 10_000), "cifar10": (50_000, 10_000)}
+from .data import DatasetInfo, RawData, channel_stats, dataset_info, dataset_title, load_raw, load_splits
+from .records import make_record, write_record
 
 
-def overview(datasets: list[str], data_dir: str | None = None) -> pd.DataFrame:
-    """One row per dataset: source, lossiness, sizes, shape and classes."""
-    return pd.concat([dataset_summary(d, data_dir) for d in datasets])
+@dataclass
+class Study:
+    """The datasets of the exploration, each decoded (or read from the cache) once."""
+
+    raw: dict[str, RawData]
+    data_dir: str | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+    def items(self) -> list[tuple[DatasetInfo, RawData, str]]:
+        """(info, data, display title) for each dataset, in the order given."""
+        return [(dataset_info(k), r, dataset_title(dataset_info(k), r.source)) for k, r in self.raw.items()]
+
+    def overview(self) -> pd.DataFrame:
+        """One row per dataset: source, sizes, shape, classes and lossiness."""
+        return pd.DataFrame([
+            {"dataset": title, "source": raw.source["kind"], "train images": len(raw.train_y), "test images": len(raw.test_y),
+             "image shape (C×H×W)": "×".join(map(str, raw.train_x.shape[1:])), "classes": len(info.classes), "lossy copy": bool(raw.source["lossy"])}
+            for info, raw, title in self.items()
+        ]).set_index("dataset")
+
+    def count_checks(self) -> pd.DataFrame:
+        """Split sizes against the canonical ones, and how closely the validation split keeps the class shares."""
+        rows = []
+        for info, raw, title in self.items():
+            splits = load_splits(info.key, val_size=PROFILES["full"].val_size, root=self.data_dir)
+            share = torch.bincount(splits.val_y, minlength=len(info.classes)) / len(splits.val_y)
+            full = torch.bincount(raw.train_y, minlength=len(info.classes)) / len(raw.train_y)
+            rows.append({
+                "dataset": title, "train (expected)": info.sizes[0], "train (found)": len(raw.train_y),
+                "test (expected)": info.sizes[1], "test (found)": len(raw.test_y),
+                "validation split (full profile)": len(splits.val_y),
+                "max class-share gap (pp)": round(100 * float((share - full).abs().max()), 3),
+                "ok": (len(raw.train_y), len(raw.test_y)) == info.sizes,
+            })
+        return pd.DataFrame(rows).set_index("dataset")
+
+    def pixel_stats(self) -> pd.DataFrame:
+        """Per-channel mean and standard deviation of the full train and test sets."""
+        rows = []
+        for info, raw, title in self.items():
+            channels = ["grey"] if info.channels == 1 else ["R", "G", "B"]
+            for split, x in (("train", raw.train_x), ("test", raw.test_x)):
+                mean, std = channel_stats(x)
+                rows += [{"dataset": title, "split": split, "channel": c, "mean": m, "std": s} for c, m, s in zip(channels, mean, std)]
+        return pd.DataFrame(rows).set_index(["dataset", "split", "channel"])
+
+    def class_counts(self, key: str) -> pd.DataFrame:
+        """Images per class in the full train and test sets, in long form (class, split, images)."""
+        info, raw = dataset_info(key), self.raw[key]
+        return pd.DataFrame([
+            {"class": c, "split": split, "images": n}
+            for split, y in (("train", raw.train_y), ("test", raw.test_y))
+            for c, n in zip(info.classes, torch.bincount(y, minlength=len(info.classes)).tolist())
+        ])
+
+    def save_figures(self, profile: str) -> dict[str, plt.Figure]:
+        """Sample grids and class-balance bars of every dataset, saved under figures/<profile>/."""
+        plots.set_style()
+        figures = {}
+        for info, raw, title in self.items():
+            figures[f"data-{info.key}-samples"] = plots.sample_grid(raw.train_x, raw.train_y, info.classes, title=f"{title}: training samples")
+            figures[f"data-{info.key}-balance"] = plots.class_balance(self.class_counts(info.key), title=f"{title}: images per class")
+        for stem, fig in figures.items():
+            plots.save(fig, stem, profile)
+            plt.close(fig)
+        return figures
+
+    def write_record(self, profile: str, stats: pd.DataFrame) -> str:
+        """Write the exploration's run record (sources, checksums, statistics, counts) and return its path."""
+        metrics = {"pixel_stats": stats.reset_index().to_dict(orient="records"),
+                   "class_counts": {key: self.class_counts(key).to_dict(orient="records") for key in self.raw}}
+        record = make_record("data", "data-exploration", profile, {"datasets": list(self.raw)}, metrics, device=default_device(),
+                             data={key: raw.source for key, raw in self.raw.items()}, seed=0, wall_time_s=time.perf_counter() - self.started)
+        return str(write_record(record))
 
 
-def count_checks(datasets: list[str], data_dir: str | None = None) -> pd.DataFrame:
-    """Split sizes against the canonical ones, and the validation split's largest deviation from stratification."""
-    rows = []
-    for name in datasets:
-        info, raw = dataset_info(name), load_raw(name, data_dir)
-        splits = load_splits(name, val_size=PROFILES["full"].val_size, root=data_dir)
-        share = torch.bincount(splits.val_y, minlength=len(info.classes)) / len(splits.val_y)
-        full = torch.bincount(raw.train_y, minlength=len(info.classes)) / len(raw.train_y)
-        expected = CANONICAL_SIZES[info.key]
-        rows.append({
-            "dataset": dataset_title(info, raw.source), "train (expected)": expected[0], "train (found)": len(raw.train_y),
-            "test (expected)": expected[1], "test (found)": len(raw.test_y), "validation split (full profile)": len(splits.val_y),
-            "max class-share gap (pp)": round(100 * float((share - full).abs().max()), 3),
-            "ok": (len(raw.train_y), len(raw.test_y)) == expected,
-        })
-    return pd.DataFrame(rows).set_index("dataset")
-
-
-def pixel_stats(datasets: list[str], data_dir: str | None = None) -> pd.DataFrame:
-    """Per-channel mean and standard deviation of the full train and test sets."""
-    rows = []
-    for name in datasets:
-        info, raw = dataset_info(name), load_raw(name, data_dir)
-        channels = ["grey"] if info.channels == 1 else ["R", "G", "B"]
-        for split, x in (("train", raw.train_x), ("test", raw.test_x)):
-            mean, std = channel_stats(x)
-            rows += [{"dataset": dataset_title(info, raw.source), "split": split, "channel": c, "mean": m, "std": s}
-                     for c, m, s in zip(channels, mean, std)]
-    return pd.DataFrame(rows).set_index(["dataset", "split", "channel"])
-
-
-def class_counts(name: str, data_dir: str | None = None) -> pd.DataFrame:
-    """Images per class in the full train and test sets, in long form (class, split, images)."""
-    info, raw = dataset_info(name), load_raw(name, data_dir)
-    rows = []
-    for split, y in (("train", raw.train_y), ("test", raw.test_y)):
-        rows += [{"class": c, "split": split, "images": n} for c, n in zip(info.classes, torch.bincount(y, minlength=len(info.classes)).tolist())]
-    return pd.DataFrame(rows)
-
-
-def save_figures(datasets: list[str], profile: str, data_dir: str | None = None) -> dict[str, plt.Figure]:
-    """Sample grids and class-balance bars of every dataset, saved under figures/<profile>/."""
-    plots.set_style()
-    figures = {}
-    for name in datasets:
-        info, raw = dataset_info(name), load_raw(name, data_dir)
-        title = dataset_title(info, raw.source)
-        figures[f"data-{info.key}-samples"] = plots.sample_grid(raw.train_x, raw.train_y, info.classes, title=f"{title}: training samples")
-        figures[f"data-{info.key}-balance"] = plots.class_balance(class_counts(name, data_dir), title=f"{title}: images per class")
-    for stem, fig in figures.items():
-        plots.save(fig, stem, profile)
-        plt.close(fig)
-    return figures
-
-
-def write_record(datasets: list[str], profile: str, data_dir: str | None, stats: pd.DataFrame) -> str:
-    """Write the exploration's run record (sources, checksums, statistics) and return its path."""
-    start = time.perf_counter()
-    sources = {name: load_raw(name, data_dir).source for name in datasets}
-    metrics = {"pixel_stats": stats.reset_index().to_dict(orient="records"),
-               "class_counts": {n: class_counts(n, data_dir).to_dict(orient="records") for n in datasets}}
-    record = make_record("data", "data-exploration", profile, {"datasets": datasets}, metrics, device=default_device(),
-                         data=sources, seed=0, wall_time_s=time.perf_counter() - start)
-    return str(_write(record))
+def load(datasets: list[str], data_dir: str | None = None) -> Study:
+    """Decode (or read from the cache) each dataset once for the study."""
+    return Study({dataset_info(name).key: load_raw(name, data_dir) for name in datasets}, data_dir)
 
 
 def discussion(stats: pd.DataFrame) -> str:
     """What the statistics imply for training, with the numbers taken from the table."""
     lines = []
     for dataset, part in stats.groupby(level="dataset", sort=False):
-        train = part.xs("train", level="split")
-        test = part.xs("test", level="split")
+        train, test = part.xs("train", level="split"), part.xs("test", level="split")
         gap = float(np.abs(train["mean"].to_numpy() - test["mean"].to_numpy()).max())
         means = ", ".join(f"{c} {m:.4f}" for c, m in train["mean"].droplevel("dataset").items())
         lines.append(f"- **{dataset}**: training mean {means}; train and test means differ by at most {gap:.4f}, "

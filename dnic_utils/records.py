@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import os
 import platform
@@ -16,6 +17,8 @@ import torch
 from .config import PROFILES, project_root
 
 FILE_MODE = 0o644
+TRAIN_METRICS = ("test_loss", "test_acc", "macro_precision", "macro_recall", "macro_f1", "train_loss", "train_acc",
+                 "train_time_s", "images_per_s", "params", "trainable_params", "size_mb", "flops")
 REQUIRED_KEYS = ("kind", "name", "profile", "config", "metrics", "device", "versions", "git_commit", "data", "seed", "wall_time_s", "created")
 
 
@@ -37,18 +40,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save through a temporary file and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """torch.save, written atomically."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 CODE_PATHS = ("dnic_utils", "notebooks/templates", "benchmarks", "pyproject.toml", "requirements.txt")
@@ -111,8 +106,12 @@ def validate_record(record: dict) -> None:
     missing = [k for k in REQUIRED_KEYS if k not in record]
     if missing:
         raise ValueError(f"run record lacks {', '.join(missing)}")
-    if record["profile"] not in PROFILES:
+    if not isinstance(record["profile"], str) or record["profile"] not in PROFILES:
         raise ValueError(f"run record has unknown profile {record['profile']!r}")
+    if record["kind"] == "train":
+        missing = [k for k in TRAIN_METRICS if k not in record["metrics"]] + [k for k in ("arch", "dataset") if k not in record["config"]]
+        if missing:
+            raise ValueError(f"training record lacks {', '.join(missing)}")
 
 
 def write_record(record: dict) -> Path:

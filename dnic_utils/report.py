@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -13,6 +14,9 @@ from .data import DATASETS, dataset_info, dataset_title, load_raw
 from .metrics import top_confusions
 from .models import REGISTRY, model_spec
 from .records import device_info, load_records, versions
+
+if TYPE_CHECKING:
+    from .experiment import Experiment
 
 REPOSITORY = "dnic-report/dnic"  # the GitHub slug the Colab badges and install cells point at
 
@@ -49,7 +53,7 @@ def cost_table(arch: str, cost: dict) -> pd.DataFrame:
     }]).set_index("model")
 
 
-def discussion(exp) -> str:
+def discussion(exp: "Experiment") -> str:
     """A short discussion of a run whose every number comes from the run itself."""
     m, cfg = exp.metrics, exp.cfg
     mistakes = top_confusions(m["confusion"], exp.splits.classes)
@@ -80,7 +84,7 @@ def best_records(records: list[dict]) -> dict[tuple[str, str], dict]:
     """For each (dataset, arch), the training record of the highest profile (newest among equals)."""
     best: dict[tuple[str, str], dict] = {}
     for r in records:
-        if r["kind"] != "train":
+        if r["kind"] != "train" or r["config"].get("variant"):  # runs with non-default parameters are not the report's
             continue
         key = (r["config"]["dataset"], r["config"]["arch"])
         rank = (PROFILES[r["profile"]].rank, r["created"])
@@ -129,6 +133,17 @@ def notebook_index(entries: list[tuple[str, str]]) -> str:
     for stem, title in entries:
         url = f"https://colab.research.google.com/github/{REPOSITORY}/blob/main/notebooks/{stem}.ipynb"
         rows.append(f"| [`{stem}`](notebooks/{stem}.ipynb) | {title} | [![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url}) |")
+    return "\n".join(rows) + "\n"
+
+
+def profile_table() -> str:
+    """The README's table of profiles, from config.PROFILES."""
+    def n(value: int | None) -> str:
+        """A size, or 'all' for None."""
+        return "all" if value is None else f"{value:,}"
+
+    rows = ["| profile | training images | validation images | test images | epochs (light models) | batch |", "|---|---|---|---|---|---|"]
+    rows += [f"| `{p.name}` | {n(p.train_size)} | {p.val_size:,} | {n(p.test_size)} | {p.epochs} ({p.light_epochs}) | {p.batch_size} |" for p in PROFILES.values()]
     return "\n".join(rows) + "\n"
 
 

@@ -78,22 +78,34 @@ def materialise(root: Path, item: Planned, profile: str) -> Path:
 
 
 def execute(root: Path, item: Planned, profile: str, out: Path, timeout: int) -> None:
-    """Run one notebook with papermill and stamp its profile into the executed copy."""
+    """Run one notebook with papermill; only a successful run replaces `out` (a failed one goes to build/<profile>/failed/)."""
     import papermill as pm
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".running-{out.name}")
+    work = root / "build" / profile / "running" / f"{item.name}.ipynb"
+    work.parent.mkdir(parents=True, exist_ok=True)
     try:
         pm.execute_notebook(
-            str(materialise(root, item, profile)), str(tmp), parameters={**item.parameters, "profile": profile},
+            str(materialise(root, item, profile)), str(work), parameters={**item.parameters, "profile": profile},
             kernel_name="python3", execution_timeout=timeout, progress_bar=False, cwd=str(root / "notebooks"),
         )
-        nb = nbformat.read(tmp, as_version=4)
-        nb.metadata["dnic"] = {"profile": profile}
-        nbformat.write(nb, tmp)
-        os.replace(tmp, out)  # a failed run never replaces the committed notebook
-    finally:
-        tmp.unlink(missing_ok=True)
+    except BaseException:
+        if work.exists():
+            failed = root / "build" / profile / "failed" / work.name
+            failed.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(work, failed)
+        raise
+    nb = nbformat.read(work, as_version=4)
+    nb.metadata["dnic"] = {"profile": profile}
+    nbformat.write(nb, work)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(work, out)
+
+
+def _positive_int(text: str) -> int:
+    """argparse type for a whole number ≥ 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number ≥ 1")
+    return int(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="auto", help="smoke, quick, full or auto (default; DNIC_PROFILE overrides)")
     parser.add_argument("--only", default="*", help="glob on notebook names, e.g. '*mnist*'")
     parser.add_argument("--start-at", default=None, help="skip the notebooks before this name (resume a batch run)")
-    parser.add_argument("--timeout", type=int, default=3600, help="per-cell execution timeout in seconds")
+    parser.add_argument("--timeout", type=_positive_int, default=3600, help="per-cell execution timeout in seconds")
     parser.add_argument("--data-dir", default=None, help="offline data root (sets DNIC_DATA_DIR)")
     parser.add_argument("--force", action="store_true", help="let a lower profile overwrite a higher profile's notebooks")
     parser.add_argument("--list", action="store_true", help="print the plan and exit")
@@ -144,10 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         timings[item.name] = round(time.perf_counter() - t0, 1)
         kept = "" if out.parent == root / "notebooks" else f" (a higher profile's notebook is kept; output in {out.relative_to(root)})"
         print(f"ok in {timings[item.name]} s{kept}", flush=True)
-    from .report import notebook_index, readme_tables, update_readme
+    from .report import notebook_index, profile_table, readme_tables, update_readme
 
     entries = [(i.name, i.title.split("· ", 1)[-1]) for i in plan()]
-    update_readme(root / "README.md", {"results": readme_tables(load_records()), "notebooks": notebook_index(entries)})
+    update_readme(root / "README.md", {"results": readme_tables(load_records()), "notebooks": notebook_index(entries), "profiles": profile_table()})
     write_record(make_record("report", "report-run", profile, {"only": args.only, "start_at": args.start_at}, {"notebook_seconds": timings},
                              device=default_device(), data={}, seed=0,
                              wall_time_s=time.perf_counter() - start, failures=failures))

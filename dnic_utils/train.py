@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 import random
 import time
-from contextlib import nullcontext
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,12 @@ def amp_dtype(amp: str, device: str) -> torch.dtype | None:
         return None
 
 
-def autocast(device: str, dtype: torch.dtype | None):
+def amp_label(dtype: torch.dtype | None) -> str:
+    """'bfloat16', 'float16' or 'fp32', as records and tables print the precision."""
+    return str(dtype).replace("torch.", "") if dtype else "fp32"
+
+
+def autocast(device: str, dtype: torch.dtype | None) -> AbstractContextManager:
     """An autocast context for the device, or a no-op for full precision."""
     return torch.autocast(torch.device(device).type, dtype=dtype) if dtype else nullcontext()
 
@@ -59,10 +65,11 @@ def make_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=cfg.lr, **fused)
 
 
-def _warmup_cosine(total: int, warmup: int):
+def _warmup_cosine(total: int, warmup: int) -> Callable[[int], float]:
     """LR multiplier: linear warm-up, then cosine decay to zero."""
 
     def factor(step: int) -> float:
+        """The multiplier at one optimizer step."""
         if step < warmup:
             return (step + 1) / warmup
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
@@ -70,7 +77,7 @@ def _warmup_cosine(total: int, warmup: int):
     return factor
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, cfg: RunConfig, steps_per_epoch: int):
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: RunConfig, steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
     """A per-step one-cycle or warm-up + cosine schedule over the whole run."""
     total = max(1, cfg.epochs * steps_per_epoch)
     if cfg.schedule == "onecycle" and total >= 8:  # OneCycleLR divides by zero on a handful of steps
@@ -108,7 +115,10 @@ def evaluate(model: nn.Module, loader: BatchLoader, amp: torch.dtype | None = No
     return {"loss": total_loss / len(y_true), "acc": (y_pred == y_true).float().mean().item(), "y_true": y_true, "y_pred": y_pred}
 
 
-def _train_epoch(model, loader, optimizer, scheduler, scaler, cfg, amp, desc) -> dict:
+def _train_epoch(
+    model: nn.Module, loader: BatchLoader, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler, cfg: RunConfig, amp: torch.dtype | None, desc: str,
+) -> dict:
     """One pass over the training loader; returns running loss, accuracy and throughput."""
     model.train()
     loss_sum = torch.zeros((), device=loader.device)
@@ -136,12 +146,8 @@ def _train_epoch(model, loader, optimizer, scheduler, scaler, cfg, amp, desc) ->
 def fit(
     model: nn.Module, train: BatchLoader, val: BatchLoader, cfg: RunConfig, checkpoint_dir: Path, resume: bool = True, data_id: str = ""
 ) -> list[dict]:
-    """Train with early stopping on validation accuracy; keep best.pt and last.pt; return the per-epoch history.
-
-    A run resumes from last.pt only if that checkpoint is unfinished and has the same config and data_id.
-    """
+    """Train with early stopping on validation; keep best.pt and last.pt (resumed if unfinished, same config and data)."""
     checkpoint_dir = Path(checkpoint_dir)
-    seed_everything(cfg.seed)
     amp = amp_dtype(cfg.amp, cfg.device)
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, len(train))

@@ -274,7 +274,7 @@ class OfflineDataset:
         raise RuntimeError("Error downloading: <urlopen error [Errno -3] Temporary failure in name resolution>")
 
 
-@pytest.mark.parametrize("name, tv_class, hint", [("mnist", "MNIST", "MNIST/"), ("cifar10", "CIFAR10", "CIFAR10-JPEG/*.tar.gz")])
+@pytest.mark.parametrize("name, tv_class, hint", [("mnist", "MNIST", "MNIST/raw/"), ("cifar10", "CIFAR10", "CIFAR10-JPEG/*.tar.gz")])
 def test_root_without_the_files_asks_for_a_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, tv_class: str, hint: str) -> None:
     import torchvision.datasets
 
@@ -283,8 +283,23 @@ def test_root_without_the_files_asks_for_a_copy(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setenv("DNIC_CACHE_DIR", str(tmp_path / "cache"))
     with pytest.raises(DnicError) as err:
         load_raw(name, tmp_path / "empty")
-    assert_fixable(err, "No offline copy", dataset_info(name).title, "DNIC_DATA_DIR", hint, "RuntimeError")
-    assert OfflineDataset.calls == [(str(tmp_path / "empty"), True, True)]
+    assert_fixable(err, "holds no copy", dataset_info(name).title, "DNIC_DATA_DIR", hint)
+    assert OfflineDataset.calls == []  # an explicit data root is never downloaded into
+    assert not (tmp_path / "empty").exists()
+
+
+@pytest.mark.parametrize("name, tv_class", [("mnist", "MNIST"), ("cifar10", "CIFAR10")])
+def test_no_root_and_no_internet_says_how_to_get_the_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, tv_class: str) -> None:
+    import torchvision.datasets
+
+    monkeypatch.setattr(torchvision.datasets, tv_class, OfflineDataset)
+    monkeypatch.setattr(OfflineDataset, "calls", [])
+    monkeypatch.delenv("DNIC_DATA_DIR", raising=False)
+    monkeypatch.setenv("DNIC_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(DnicError) as err:
+        load_raw(name)
+    assert_fixable(err, "could not download", dataset_info(name).title, "DNIC_DATA_DIR", "RuntimeError")
+    assert OfflineDataset.calls == [(str(tmp_path / "cache" / "torchvision"), True, True)]
 
 
 def test_incomplete_idx_folder_is_not_taken_for_a_copy(fixture_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -296,7 +311,7 @@ def test_incomplete_idx_folder_is_not_taken_for_a_copy(fixture_root: Path, tmp_p
     monkeypatch.setenv("DNIC_CACHE_DIR", str(tmp_path / "cache"))
     with pytest.raises(DnicError) as err:
         load_raw("mnist", tmp_path / "root")
-    assert_fixable(err, "No offline copy of MNIST")
+    assert_fixable(err, "holds no copy of MNIST", "MNIST/raw/")
 
 
 @pytest.fixture

@@ -156,6 +156,14 @@ def test_best_records_ignores_other_kinds_and_keeps_pairs_apart() -> None:
     assert set(report.best_records(recs)) == {("mnist", "lenet5"), ("mnist", "resnet18"), ("cifar10", "lenet5")}
 
 
+def test_best_records_leaves_out_runs_with_non_default_parameters() -> None:
+    canonical = train_record(created="2024-01-01T00:00:00+00:00")
+    custom = train_record(created="2025-01-01T00:00:00+00:00")
+    custom["config"]["variant"] = "1a2b3c4d"
+    assert report.best_records([canonical, custom])[("mnist", "lenet5")] is canonical
+    assert report.best_records([custom]) == {}
+
+
 RESULT_COLUMNS = ["model", "profile", "size (MB)", "trainable params", "train loss", "test loss", "train acc (%)", "test acc (%)",
                   "macro P (%)", "macro R (%)", "macro F1 (%)", "MFLOPs/img", "train time (s)", "images/s", "device", "date"]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import nbformat
 import pytest
 
 from dnic_utils import runner
+from conftest import REPO_ROOT as REPO
 from dnic_utils.config import PROFILES, project_root
 from dnic_utils.data import DATASETS
 from dnic_utils.models import REGISTRY
@@ -118,8 +120,12 @@ def sha(path: Path) -> str:
 @pytest.mark.report
 def test_every_notebook_runs_in_smoke(data_root: Path, uses_fixture_data: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                       capsys: pytest.CaptureFixture) -> None:
-    """The real thing: papermill executes every notebook of the plan in the smoke profile, in this repository."""
-    monkeypatch.delenv("DNIC_PROJECT_DIR", raising=False)  # the repository itself
+    """The real thing: papermill executes every notebook of the plan in the smoke profile, in a copy of the project."""
+    project = tmp_path / "project"
+    (project / "notebooks").mkdir(parents=True)
+    shutil.copytree(REPO / "notebooks", project / "notebooks", dirs_exist_ok=True, ignore=shutil.ignore_patterns(".*"))
+    shutil.copy2(REPO / "README.md", project / "README.md")
+    monkeypatch.setenv("DNIC_PROJECT_DIR", str(project))  # the copy: the repository's README and notebooks stay as they are
     # main() exports these into os.environ for its kernels; setting them here first lets monkeypatch restore them
     monkeypatch.setenv("DNIC_PROFILE", "smoke")
     monkeypatch.setenv("DNIC_QUIET", "1")

@@ -320,7 +320,7 @@ def test_make_config_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert lenet.epochs == PROFILES["quick"].light_epochs and resnet.epochs == PROFILES["quick"].epochs
     assert lenet.lr == 0.05 and make_config("lenet5", "mnist", optimizer="adamw").lr == 3e-3
     assert make_config("lenet5", "mnist", epochs=3, batch_size=7, lr=0.01).epochs == 3
-    assert make_config("lenet5", "fashion-mnist").dataset == "fashion-mnist"
+    assert make_config("lenet5", "fashion-mnist").dataset == "fashion_mnist"  # normalised, so records share one name
     assert lenet.to_dict()["arch"] == "lenet5"
 
 
@@ -329,3 +329,12 @@ def test_cuda_without_gpu_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(DnicError) as err:
         make_config("lenet5", "mnist", profile="smoke", device="cuda")
     assert "no GPU" in str(err.value) and "Fix:" in str(err.value)
+
+
+def test_non_default_parameters_get_their_own_run_name() -> None:
+    default = make_config("resnet18", "mnist", profile="smoke")
+    assert default.variant == "" and default.run_name == "mnist-resnet18"
+    custom = make_config("resnet18", "mnist", profile="smoke", epochs=3, optimizer="adamw")
+    assert custom.variant and custom.run_name == f"mnist-resnet18-{custom.variant}"
+    assert make_config("resnet18", "mnist", profile="smoke", epochs=3, optimizer="adamw").variant == custom.variant
+    assert make_config("resnet18", "mnist", profile="smoke", seed=1).variant not in ("", custom.variant)
