@@ -234,6 +234,7 @@ def load_raw(name: str, root: str | os.PathLike | None = None) -> RawData:
             f"put the files there in torchvision's layout, point DNIC_DATA_DIR / `data_dir` at the right folder, "
             f"or unset both to let torchvision download the data (internet needed).",
         )
+    found_in_root = found is not None
     if found is None:
         base = cache_dir() / "torchvision"
         _download(info, base)
@@ -243,7 +244,9 @@ def load_raw(name: str, root: str | os.PathLike | None = None) -> RawData:
     kind, files, lossy = found
     digest = _sha256(files)
     cached = cache_dir() / "datasets" / f"{info.key}-{digest[:16]}.pt"
-    source = {"kind": kind, "path": str(files[0].parent), "lossy": lossy, "sha256": digest}
+    root_label = "data_dir parameter" if root else "DNIC_DATA_DIR" if found_in_root else "torchvision download cache"
+    # The folder relative to the data root: records name no machine paths.
+    source = {"kind": kind, "root": root_label, "path": files[0].parent.relative_to(base).as_posix(), "lossy": lossy, "sha256": digest}
     if cached.is_file():
         try:
             blob = torch.load(cached, weights_only=True)

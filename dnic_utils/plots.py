@@ -71,9 +71,10 @@ def curves(history: list[dict], title: str = "") -> plt.Figure:
     """Training and validation loss and accuracy per epoch."""
     df = pd.DataFrame(history)
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.5))
-    for split, style in (("train", "-"), ("val", "--")):
-        ax_loss.plot(df["epoch"], df[f"{split}_loss"], style, marker="o", label=split)
-        ax_acc.plot(df["epoch"], df[f"{split}_acc"] * 100, style, marker="o", label=split)
+    # Training numbers are running means over augmented batches with label smoothing, hence above validation loss.
+    for split, style, label in (("train", "-", "train (augmented, label-smoothed)"), ("val", "--", "validation")):
+        ax_loss.plot(df["epoch"], df[f"{split}_loss"], style, marker="o", label=label)
+        ax_acc.plot(df["epoch"], df[f"{split}_acc"] * 100, style, marker="o", label=label)
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (ax_loss, ax_acc):

@@ -61,11 +61,20 @@ def git_commit() -> str | None:
     return f"{sha}-dirty" if dirty else sha
 
 
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), else the architecture."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def device_info(device: str) -> dict:
     """A description of the device a run used."""
     if str(device).startswith("cuda"):
         return {"type": "cuda", "name": torch.cuda.get_device_name(device), "count": torch.cuda.device_count()}
-    return {"type": "cpu", "name": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+    return {"type": "cpu", "name": cpu_name(), "threads": torch.get_num_threads()}
 
 
 def versions() -> dict:

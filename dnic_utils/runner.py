@@ -96,6 +96,9 @@ def execute(root: Path, item: Planned, profile: str, out: Path, timeout: int) ->
         raise
     nb = nbformat.read(work, as_version=4)
     nb.metadata["dnic"] = {"profile": profile}
+    for key in ("input_path", "output_path"):  # papermill stores absolute paths; keep machine paths out of the repo
+        if key in nb.metadata.get("papermill", {}):
+            nb.metadata.papermill[key] = os.path.relpath(nb.metadata.papermill[key], root)
     nbformat.write(nb, work)
     out.parent.mkdir(parents=True, exist_ok=True)
     os.replace(work, out)

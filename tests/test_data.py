@@ -112,7 +112,8 @@ def test_fixture_load_raw(fixture_data: Path, name: str) -> None:
     assert raw.source["sha256"] == h.hexdigest()
     assert raw.source["kind"] == ("CIFAR10-JPEG" if name == "cifar10" else "idx")
     assert raw.source["lossy"] is (name == "cifar10")
-    assert Path(raw.source["path"]) == fixture_files(fixture_data, name)[0].parent
+    assert fixture_data / raw.source["path"] == fixture_files(fixture_data, name)[0].parent  # relative: no machine paths
+    assert raw.source["root"] == "data_dir parameter"
 
 
 def test_fixture_images_of_a_class_share_their_template(fixture_data: Path) -> None:
