@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"dnic report: {len(items)} notebook(s), profile {profile}", flush=True)
     for n, item in enumerate(items, start=1):
         out = output_path(root, item, profile, args.force)
-        print(f"[{n}/{len(items)}] {item.name} …", end=" ", flush=True)
+        print(f"[{n}/{len(items)}] {item.name}", flush=True)
         t0 = time.perf_counter()
         try:
             execute(root, item, profile, out, args.timeout)
@@ -154,11 +154,11 @@ def main(argv: list[str] | None = None) -> int:
             cell = getattr(err, "exec_count", None)
             detail = f"{getattr(err, 'ename', type(err).__name__)}: {getattr(err, 'evalue', err)}"
             failures.append(f"{item.name} (cell [{cell}]): {detail}" if cell is not None else f"{item.name}: {detail}")
-            print(f"FAILED after {time.perf_counter() - t0:.1f} s", flush=True)
+            print(f"    FAILED after {time.perf_counter() - t0:.1f} s", flush=True)
             continue
         timings[item.name] = round(time.perf_counter() - t0, 1)
         kept = "" if out.parent == root / "notebooks" else f" (a higher profile's notebook is kept; output in {out.relative_to(root)})"
-        print(f"ok in {timings[item.name]} s{kept}", flush=True)
+        print(f"    ok in {timings[item.name]} s{kept}", flush=True)
     from .report import notebook_index, profile_table, readme_tables, update_readme
 
     entries = [(i.name, i.title.split("· ", 1)[-1]) for i in plan()]

@@ -160,3 +160,24 @@ def test_every_notebook_runs_in_smoke(data_root: Path, uses_fixture_data: bool, 
         run_record = json.loads((root / "results" / "smoke" / f"{item.parameters['dataset']}-{item.parameters['arch']}.json").read_text())
         assert run_record["created"] >= time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(start - 1))
         assert (data_root / run_record["data"]["path"]).is_dir() and not Path(run_record["data"]["path"]).is_absolute()
+
+
+def test_a_failing_notebook_is_reported_with_its_cell_and_the_run_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                           capsys: pytest.CaptureFixture) -> None:
+    """A notebook whose parameters are bad fails at the config cell; the runner names it, keeps going and exits 1."""
+    project = tmp_path / "project"
+    shutil.copytree(REPO / "notebooks" / "templates", project / "notebooks" / "templates")
+    shutil.copy2(REPO / "README.md", project / "README.md")
+    monkeypatch.setenv("DNIC_PROJECT_DIR", str(project))
+    monkeypatch.setenv("DNIC_PROFILE", "smoke")
+    monkeypatch.setenv("DNIC_QUIET", "1")
+    bad = runner.Planned("199_mnist_nope", runner.TEMPLATE, {"arch": "nope", "dataset": "mnist"}, "# 199 · nope on MNIST")
+    monkeypatch.setattr(runner, "plan", lambda: [bad])
+
+    code = runner.main(["--profile", "smoke"])
+
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "FAILED 199_mnist_nope (cell [" in err and "DnicError: Unknown architecture 'nope'" in err and "Fix:" in err
+    assert (project / "build" / "smoke" / "failed" / "199_mnist_nope.ipynb").is_file()  # kept for inspection
+    assert not (project / "notebooks" / "199_mnist_nope.ipynb").exists()  # a failed run never lands in notebooks/
