@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -28,6 +29,7 @@ from torchvision import transforms
 
 from dnic_utils.config import default_device, resolve_profile
 from dnic_utils.data import BatchLoader, Splits, dataset_info, dataset_title, default_augment, load_splits
+from dnic_utils.errors import DnicError
 from dnic_utils.models import build_model
 from dnic_utils.records import atomic_write_bytes, load_records, make_record, write_record
 from dnic_utils.report import device_label
@@ -147,4 +149,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except DnicError as err:  # bad --arch, --dataset or data root: the message names the fix
+        sys.exit(f"error: {err}")

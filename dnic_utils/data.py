@@ -304,6 +304,18 @@ def _stratified_subset(labels: torch.Tensor, size: int | None) -> np.ndarray:
     return np.sort(keep)
 
 
+def validation_split(info: DatasetInfo, labels: torch.Tensor, val_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (train, validation) indices of the fixed stratified validation split of a training set."""
+    low, high = len(info.classes), len(labels) - 10 * len(info.classes)
+    if not low <= val_size <= high:
+        raise DnicError(
+            f"A validation split (`val_size`) of {val_size} images does not fit the {len(labels):,} training images of {info.title}.",
+            f"set `val_size` between {low} and {high:,}.",
+        )
+    fit_idx, val_idx = train_test_split(np.arange(len(labels)), test_size=val_size, stratify=labels.numpy(), random_state=SPLIT_SEED)
+    return np.sort(fit_idx), np.sort(val_idx)
+
+
 @dataclass
 class Splits:
     """Train, validation and test tensors of one run, with normalisation statistics from the train split."""
@@ -335,15 +347,7 @@ def load_splits(
     """The fixed stratified validation split carved from the training set, optional subsets, and train statistics."""
     info = dataset_info(name)
     raw = load_raw(name, root)
-    low, high = len(info.classes), len(raw.train_y) - 10 * len(info.classes)
-    if not low <= val_size <= high:
-        raise DnicError(
-            f"A validation split (`val_size`) of {val_size} images does not fit the {len(raw.train_y):,} training images of {info.title}.",
-            f"set `val_size` between {low} and {high:,}.",
-        )
-    idx = np.arange(len(raw.train_y))
-    fit_idx, val_idx = train_test_split(idx, test_size=val_size, stratify=raw.train_y.numpy(), random_state=SPLIT_SEED)
-    fit_idx, val_idx = np.sort(fit_idx), np.sort(val_idx)
+    fit_idx, val_idx = validation_split(info, raw.train_y, val_size)
     fit_idx = fit_idx[_stratified_subset(raw.train_y[fit_idx], train_size)]
     test_idx = _stratified_subset(raw.test_y, test_size)
     train_x = raw.train_x[fit_idx]

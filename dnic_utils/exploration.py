@@ -12,7 +12,7 @@ import torch
 
 from . import plots
 from .config import PROFILES, default_device
-from .data import DatasetInfo, RawData, channel_stats, dataset_info, dataset_title, load_raw, load_splits
+from .data import DatasetInfo, RawData, channel_stats, dataset_info, dataset_title, load_raw, validation_split
 from .records import make_record, write_record
 
 
@@ -40,13 +40,13 @@ class Study:
         """Split sizes against the canonical ones, and how closely the validation split keeps the class shares."""
         rows = []
         for info, raw, title in self.items():
-            splits = load_splits(info.key, val_size=PROFILES["full"].val_size, root=self.data_dir)
-            share = torch.bincount(splits.val_y, minlength=len(info.classes)) / len(splits.val_y)
+            _, val_idx = validation_split(info, raw.train_y, PROFILES["full"].val_size)
+            share = torch.bincount(raw.train_y[val_idx], minlength=len(info.classes)) / len(val_idx)
             full = torch.bincount(raw.train_y, minlength=len(info.classes)) / len(raw.train_y)
             rows.append({
                 "dataset": title, "train (expected)": info.sizes[0], "train (found)": len(raw.train_y),
                 "test (expected)": info.sizes[1], "test (found)": len(raw.test_y),
-                "validation split (full profile)": len(splits.val_y),
+                "validation split (full profile)": len(val_idx),
                 "max class-share gap (pp)": round(100 * float((share - full).abs().max()), 3),
                 "ok": (len(raw.train_y), len(raw.test_y)) == info.sizes,
             })

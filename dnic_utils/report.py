@@ -13,7 +13,7 @@ from .config import PROFILES, RunConfig
 from .data import DATASETS, dataset_info, dataset_title, load_raw
 from .metrics import top_confusions
 from .models import REGISTRY, model_spec
-from .records import device_info, load_records, versions
+from .records import atomic_write_bytes, device_info, load_records, versions
 
 if TYPE_CHECKING:
     from .experiment import Experiment
@@ -114,7 +114,7 @@ def results_table(records: list[dict], dataset: str) -> pd.DataFrame:
 def readme_tables(records: list[dict]) -> str:
     """Markdown for the README: one results table per dataset that has records."""
     parts = []
-    for key, info in DATASETS.items():
+    for key in DATASETS:
         table = results_table(records, key)
         if table.empty:
             continue
@@ -149,8 +149,6 @@ def profile_table() -> str:
 
 def update_readme(readme: Path, sections: dict[str, str]) -> bool:
     """Replace the README's generated sections (marked <!-- dnic:NAME:start/end -->); return True if it changed."""
-    from .records import atomic_write_bytes
-
     text = new = readme.read_text()
     for name, content in sections.items():
         start, end = f"<!-- dnic:{name}:start -->", f"<!-- dnic:{name}:end -->"
