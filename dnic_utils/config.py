@@ -22,6 +22,7 @@ class Profile:
     name: str
     rank: int  # a lower rank never overwrites the outputs of a higher one
     train_size: int | None  # images kept from the training split (None: all)
+    heavy_train_size: int | None  # the same for architectures the registry marks heavy (ResNet50/101): slow on a CPU
     val_size: int  # images carved from the training set for validation
     test_size: int | None  # images of the test set (None: all)
     epochs: int
@@ -32,9 +33,9 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
-    "smoke": Profile("smoke", 0, 512, 256, 512, 1, 1, 64, 1, (1, 16)),
-    "quick": Profile("quick", 1, 20_000, 2_000, None, 1, 8, 64, 2, (1, 256)),
-    "full": Profile("full", 2, None, 5_000, None, 30, 30, 256, 8, (1, 256)),
+    "smoke": Profile("smoke", 0, 256, 128, 128, 256, 1, 1, 64, 1, (1, 16)),
+    "quick": Profile("quick", 1, 20_000, 5_000, 2_000, None, 1, 8, 64, 2, (1, 256)),
+    "full": Profile("full", 2, None, None, 5_000, None, 30, 30, 256, 8, (1, 256)),
 }
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -111,6 +112,8 @@ class RunConfig:
     amp: str = "auto"
     seed: int = 0
     device: str = "cpu"
+    flip_tta: bool = False  # average test logits with those of the mirrored images (reported as "flip TTA")
+    compile: bool = False  # torch.compile the model (pays off only for long runs on a GPU)
     variant: str = ""  # empty for the profile's defaults, else a short hash of the parameters that differ
 
     def to_dict(self) -> dict:
@@ -138,6 +141,8 @@ def make_config(
     amp: str = "auto",
     seed: int = 0,
     device: str | None = None,
+    flip_tta: bool = False,
+    compile: bool = False,
 ) -> RunConfig:
     """Validate the parameters of a notebook or call and merge them with the profile's sizes."""
     from .data import dataset_info
@@ -164,19 +169,25 @@ def make_config(
         raise DnicError(f"Unknown device {dev!r}.", "use 'cpu', 'cuda' or 'cuda:N', or None to pick automatically.")
     if dev.startswith("cuda") and not torch.cuda.is_available():
         raise DnicError(f"Device {dev!r} was asked for but no GPU is visible.", "leave `device` as None to pick the CPU, or run on a GPU machine.")
+    if flip_tta and not dataset_info(dataset).flip:
+        raise DnicError(f"Flip test-time augmentation does not suit {dataset_info(dataset).title}: its training never sees mirrored "
+                        "images (flips are off for it).", "leave `flip_tta` False for this dataset; it is for datasets trained with flips.")
     given = {"epochs": epochs, "batch_size": batch_size, "optimizer": optimizer, "lr": lr, "weight_decay": weight_decay,
-             "schedule": schedule, "label_smoothing": label_smoothing, "augment": augment, "amp": amp, "seed": seed}
+             "schedule": schedule, "label_smoothing": label_smoothing, "augment": augment, "amp": amp, "seed": seed,
+             "flip_tta": flip_tta}
     defaults = inspect.signature(make_config).parameters
     changed = {k: v for k, v in given.items() if v != defaults[k].default}
     variant = hashlib.sha1(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:8] if changed else ""
-    default_lr = 0.05 if optimizer == "sgd" else 3e-3
+    batch = batch_size or prof.batch_size
+    # SGD follows the linear scaling rule (0.05 per 64 images; one-cycle's first quarter is the warm-up); AdamW is left as is
+    default_lr = 0.05 * batch / 64 if optimizer == "sgd" else 3e-3
     return RunConfig(
         arch=arch,
         dataset=dataset,
         profile=prof.name,
-        epochs=epochs or (prof.light_epochs if spec.light else prof.epochs),
-        batch_size=batch_size or prof.batch_size,
-        train_size=prof.train_size,
+        epochs=epochs or (prof.light_epochs if spec.tier == "light" else prof.epochs),
+        batch_size=batch,
+        train_size=prof.heavy_train_size if spec.tier == "heavy" else prof.train_size,
         val_size=prof.val_size,
         test_size=prof.test_size,
         patience=prof.patience,
@@ -189,5 +200,7 @@ def make_config(
         amp=amp,
         seed=int(seed),
         device=dev,
+        flip_tta=bool(flip_tta),
+        compile=bool(compile),
         variant=variant,
     )

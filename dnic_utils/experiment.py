@@ -41,8 +41,9 @@ class Experiment:
 
     @property
     def title(self) -> str:
-        """'ResNet18 on CIFAR-10 (JPEG q75 copy)'."""
-        return f"{model_spec(self.cfg.arch).title} on {dataset_title(self.splits.info, self.splits.source)}"
+        """'ResNet18 on CIFAR-10 (JPEG q75 copy)', with ' (flip TTA)' when the test used it."""
+        tta = " (flip TTA)" if self.cfg.flip_tta else ""
+        return f"{model_spec(self.cfg.arch).title}{tta} on {dataset_title(self.splits.info, self.splits.source)}"
 
     def history_table(self) -> pd.DataFrame:
         """The per-epoch history as a table."""
@@ -64,6 +65,21 @@ class Experiment:
             **{f"latency @ batch {b} (ms)": f"{v:.2f}" for b, v in m["latency_ms"].items()},
         }
         return pd.Series(rows, name=self.title).to_frame()
+
+    def branch_weights(self) -> pd.DataFrame | None:
+        """Per block, the mean and spread of the learned branch weights over up to 512 validation images (None if the net has none)."""
+        if not hasattr(self.model, "branch_weights"):
+            return None
+        n = min(512, len(self.splits.val_y))
+        loader = BatchLoader(self.splits.val_x[:n], self.splits.val_y[:n], n, mean=self.splits.mean, std=self.splits.std,
+                             device=self.cfg.device, channels_last=True)
+        evaluate(self.model, loader, amp_dtype(self.cfg.amp, self.cfg.device))  # fills each block's weights for this batch
+        rows = []
+        for block, w in enumerate(self.model.branch_weights(), start=1):
+            w = w.float().cpu()
+            rows += [{"block": block, "branch": k + 1, "mean weight": w[:, k].mean().item(), "std across images": w[:, k].std().item()}
+                     for k in range(w.shape[1])]
+        return pd.DataFrame(rows).set_index(["block", "branch"])
 
     def save_figures(self) -> dict[str, plt.Figure]:
         """Make, save under figures/<profile>/ and return the run's curves, confusion matrix and mistakes."""
@@ -95,6 +111,8 @@ def run(cfg: RunConfig, data_dir: str | None = None, resume: bool = True) -> Exp
     info = splits.info
     model = build_model(cfg.arch, len(info.classes), info.channels, info.size)
     model = model.to(cfg.device, memory_format=torch.channels_last)
+    if cfg.compile:
+        model.compile()  # in place, so state_dict keys and checkpoints stay those of the plain model
     common = {"mean": splits.mean, "std": splits.std, "device": cfg.device, "channels_last": True}
     train = BatchLoader(splits.train_x, splits.train_y, cfg.batch_size, shuffle=True, drop_last=len(splits.train_y) > cfg.batch_size,
                         augment=default_augment(info) if cfg.augment else None, seed=cfg.seed, **common)
@@ -103,7 +121,7 @@ def run(cfg: RunConfig, data_dir: str | None = None, resume: bool = True) -> Exp
     data_id = f"{splits.source.get('sha256')}:{splits.sizes()}"
     history = fit(model, train, val, cfg, project_root() / "checkpoints" / cfg.profile / name, resume=resume, data_id=data_id)
     amp = amp_dtype(cfg.amp, cfg.device)
-    test = evaluate(model, BatchLoader(splits.test_x, splits.test_y, 512, **common), amp)  # the only look at the test set
+    test = evaluate(model, BatchLoader(splits.test_x, splits.test_y, 512, **common), amp, cfg.flip_tta)  # the only look at the test set
     best = max(history, key=lambda row: row["val_acc"])
     shape = (info.channels, info.size, info.size)
     metrics = {
@@ -119,6 +137,7 @@ def run(cfg: RunConfig, data_dir: str | None = None, resume: bool = True) -> Exp
         "images_per_s": sum(r["images_per_s"] * r["train_time_s"] for r in history) / sum(r["train_time_s"] for r in history),
         "latency_ms": {b: inference_latency(model, shape, b, cfg.device, amp) for b in profile.latency_batches},
         "amp": amp_label(amp),
+        "flip_tta": cfg.flip_tta,
         **model_cost(cfg.arch, len(info.classes), info.channels, info.size),
     }
     data = {"dataset": cfg.dataset, "title": dataset_title(info, splits.source), **splits.source, "sizes": splits.sizes(), "mean": splits.mean, "std": splits.std}

@@ -50,8 +50,9 @@ CODE_PATHS = ("dnic_utils", "notebooks/templates", "benchmarks", "pyproject.toml
 
 
 def git_commit() -> str | None:
-    """The HEAD commit, with '-dirty' when the code (not the generated outputs) has changed; None outside git."""
-    root = project_root()
+    """The HEAD commit of the code that runs, with '-dirty' when it (not the generated outputs) has changed; None outside git."""
+    checkout = Path(__file__).resolve().parent.parent
+    root = checkout if (checkout / ".git").exists() else project_root()
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS],

@@ -12,7 +12,7 @@ import pandas as pd
 from .config import PROFILES, RunConfig
 from .data import DATASETS, dataset_info, dataset_title, load_raw
 from .metrics import top_confusions
-from .models import REGISTRY, model_spec
+from .models import REGISTRY, anatomy, build_model, model_spec
 from .records import atomic_write_bytes, device_info, load_records, versions
 
 if TYPE_CHECKING:
@@ -53,6 +53,16 @@ def cost_table(arch: str, cost: dict) -> pd.DataFrame:
     }]).set_index("model")
 
 
+def architecture(arch: str, in_channels: int, image_size: int) -> tuple[str, pd.DataFrame]:
+    """The registry's principle and what-to-look-for text, formatted from the built model, and its FLOPs by layer kind."""
+    spec = model_spec(arch)
+    layers = anatomy.layer_table(build_model(arch, 10, in_channels, image_size), in_channels, image_size)
+    table = anatomy.breakdown(layers)
+    table = pd.DataFrame({"layers": table["layers"], "MFLOPs / image": (table["flops"] / 1e6).round(2),
+                          "FLOPs share (%)": table["FLOPs share (%)"].round(1), "params share (%)": table["params share (%)"].round(1)})
+    return f"{spec.summary}\n\n{spec.look_for.format(**anatomy.stats(layers))}", table
+
+
 def discussion(exp: "Experiment") -> str:
     """A short discussion of a run whose every number comes from the run itself."""
     m, cfg = exp.metrics, exp.cfg
@@ -69,6 +79,13 @@ def discussion(exp: "Experiment") -> str:
     if mistakes:
         listed = ", ".join(f"{t} → {p} ({n})" for t, p, n in mistakes)
         lines.append(f"The most frequent confusions are {listed}.")
+    weights = exp.branch_weights()
+    if weights is not None:
+        means = weights["mean weight"].unstack()
+        listed = "; ".join(f"block {b}: " + " / ".join(f"{v:.2f}" for v in row) for b, row in means.iterrows())
+        lines.append(f"The learned branch weights, averaged over {min(512, len(exp.splits.val_y))} validation images, are {listed} "
+                     f"(uniform would be {1 / means.shape[1]:.2f} each); they vary across images by a standard deviation of up to "
+                     f"{weights['std across images'].max():.3f}, which is how much the weighting adapts to the input.")
     peers = [r for r in load_records() if r["kind"] == "train" and r["profile"] == cfg.profile
              and r["config"]["dataset"] == cfg.dataset and r["config"]["arch"] != cfg.arch]
     if peers:
@@ -101,7 +118,7 @@ def results_table(records: list[dict], dataset: str) -> pd.DataFrame:
     for r in chosen:
         m = r["metrics"]
         rows.append({
-            "model": r["arch_title"], "profile": r["profile"], "size (MB)": f"{m['size_mb']:.1f}", "trainable params": f"{m['trainable_params']:,}",
+            "model": r["arch_title"] + (" (flip TTA)" if m.get("flip_tta") else ""), "profile": r["profile"], "size (MB)": f"{m['size_mb']:.1f}", "trainable params": f"{m['trainable_params']:,}",
             "train loss": f"{m['train_loss']:.3f}", "test loss": f"{m['test_loss']:.3f}",
             "train acc (%)": f"{100 * m['train_acc']:.2f}", "test acc (%)": f"{100 * m['test_acc']:.2f}",
             "macro P (%)": f"{100 * m['macro_precision']:.2f}", "macro R (%)": f"{100 * m['macro_recall']:.2f}", "macro F1 (%)": f"{100 * m['macro_f1']:.2f}",
@@ -142,8 +159,11 @@ def profile_table() -> str:
         """A size, or 'all' for None."""
         return "all" if value is None else f"{value:,}"
 
-    rows = ["| profile | training images | validation images | test images | epochs (light models) | batch |", "|---|---|---|---|---|---|"]
-    rows += [f"| `{p.name}` | {n(p.train_size)} | {p.val_size:,} | {n(p.test_size)} | {p.epochs} ({p.light_epochs}) | {p.batch_size} |" for p in PROFILES.values()]
+    light = ", ".join(model_spec(a).title for a in REGISTRY if model_spec(a).tier == "light")
+    heavy = ", ".join(model_spec(a).title for a in REGISTRY if model_spec(a).tier == "heavy")
+    rows = ["| profile | training images (heavy models) | validation images | test images | epochs (light models) | batch |", "|---|---|---|---|---|---|"]
+    rows += [f"| `{p.name}` | {n(p.train_size)} ({n(p.heavy_train_size)}) | {p.val_size:,} | {n(p.test_size)} | {p.epochs} ({p.light_epochs}) | {p.batch_size} |" for p in PROFILES.values()]
+    rows.append(f"\nLight models: {light}. Heavy models: {heavy}.")
     return "\n".join(rows) + "\n"
 
 
@@ -163,6 +183,7 @@ def update_readme(readme: Path, sections: dict[str, str]) -> bool:
 
 def config_line(cfg: RunConfig) -> str:
     """The training protocol of a run in one sentence."""
-    return (f"{cfg.optimizer.upper()} (lr {cfg.lr:g}, weight decay {cfg.weight_decay:g}), {cfg.schedule} schedule, "
+    images = "all" if cfg.train_size is None else f"{cfg.train_size:,}"
+    return (f"{images} training images, {cfg.optimizer.upper()} (lr {cfg.lr:g}, weight decay {cfg.weight_decay:g}), {cfg.schedule} schedule, "
             f"label smoothing {cfg.label_smoothing:g}, batch {cfg.batch_size}, up to {cfg.epochs} epoch(s), "
             f"early-stopping patience {cfg.patience}, augmentation {'on' if cfg.augment else 'off'}, seed {cfg.seed}.")

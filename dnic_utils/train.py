@@ -100,19 +100,22 @@ def load_checkpoint(path: Path, map_location: str = "cpu") -> dict:
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, loader: BatchLoader, amp: torch.dtype | None = None) -> dict:
-    """Mean loss, accuracy and the predictions of a model over a loader."""
+def evaluate(model: nn.Module, loader: BatchLoader, amp: torch.dtype | None = None, flip_tta: bool = False) -> dict:
+    """Mean loss, accuracy and the predictions of a model over a loader (optionally averaging with the mirrored images)."""
     model.eval()
     device = str(loader.device)
-    total_loss, preds, targets = 0.0, [], []
+    total_loss = torch.zeros((), device=loader.device)
+    preds, targets = [], []
     for xb, yb in loader:
         with autocast(device, amp):
-            logits = model(xb)
-        total_loss += F.cross_entropy(logits.float(), yb, reduction="sum").item()
-        preds.append(logits.argmax(1).cpu())
-        targets.append(yb.cpu())
-    y_pred, y_true = torch.cat(preds), torch.cat(targets)
-    return {"loss": total_loss / len(y_true), "acc": (y_pred == y_true).float().mean().item(), "y_true": y_true, "y_pred": y_pred}
+            logits = model(xb).float()
+            if flip_tta:  # flip test-time augmentation: average the logits of each image and its mirror image
+                logits = (logits + model(xb.flip(-1)).float()) / 2
+        total_loss += F.cross_entropy(logits, yb, reduction="sum")
+        preds.append(logits.argmax(1))
+        targets.append(yb)
+    y_pred, y_true = torch.cat(preds).cpu(), torch.cat(targets).cpu()  # one device-to-host copy, not one per batch
+    return {"loss": total_loss.item() / len(y_true), "acc": (y_pred == y_true).float().mean().item(), "y_true": y_true, "y_pred": y_pred}
 
 
 def _train_epoch(

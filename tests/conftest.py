@@ -1,18 +1,22 @@
 """Shared fixtures of the unit tests.
 
 The environment defaults below are set at import, before any test or notebook kernel starts, so that
-nbval kernels started by this pytest process inherit the smoke profile and quiet progress bars.
+nbval kernels started by this pytest process inherit the smoke profile, quiet progress bars and a scratch project.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("DNIC_PROFILE", "smoke")
 os.environ.setdefault("DNIC_QUIET", "1")
+# Records, figures and checkpoints of the tests and of the nbval kernels go to a scratch project, never into the
+# repository's results/ and figures/ (which hold the committed runs the notebooks were executed with).
+os.environ.setdefault("DNIC_PROJECT_DIR", tempfile.mkdtemp(prefix="dnic-test-project-"))
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dnic_utils.errors import DnicError
-from dnic_utils.models import REGISTRY, build_model, count_flops, model_size, model_spec
+from dnic_utils.models import REGISTRY, anatomy, build_model, count_flops, model_size, model_spec
 
 INPUTS = [(1, 28), (3, 32)]
 
@@ -59,10 +59,112 @@ def test_small_image_models_keep_parameter_counts_small() -> None:
     assert model_size(build_model("resnet18", 10, 1, 28))["params"] == resnet - 2 * 64 * 9  # 1-channel stem
 
 
-@pytest.mark.parametrize("arch, params", [("vgg16", 138_365_992), ("resnet18", 11_689_512)])
-def test_imagenet_configuration_has_the_published_size(arch: str, params: int) -> None:
-    model = build_model(arch, 1000, 3, 224)
+# The published ImageNet sizes (1000 classes, 3×224×224; 3×299×299 for Inception v3), with batch-norm VGGs and no aux heads.
+IMAGENET_PARAMS = [
+    ("vgg16", 224, 138_365_992), ("vgg19", 224, 143_678_248), ("resnet18", 224, 11_689_512), ("resnet50", 224, 25_557_032),
+    ("resnet101", 224, 44_549_160), ("mobilenet_v2", 224, 3_504_872), ("googlenet", 224, 6_624_904), ("inception_v3", 299, 23_834_568),
+]
+
+
+@pytest.mark.parametrize("arch, size, params", IMAGENET_PARAMS, ids=[a for a, _, _ in IMAGENET_PARAMS])
+def test_imagenet_configuration_has_the_published_size(arch: str, size: int, params: int) -> None:
+    model = build_model(arch, 1000, 3, size)
     assert model_size(model)["params"] == params
+    if arch != "inception_v3":  # Inception3 is checked at its native 299 px below; the others must run at 224
+        with torch.no_grad():
+            assert model.eval()(torch.zeros(1, 3, size, size)).shape == (1, 1000)
+
+
+def test_the_torchvision_definitions_are_the_ones_reused() -> None:
+    """The published counts with the heads we leave out: VGG without batch norm, GoogLeNet and Inception v3 with aux heads."""
+    from torchvision import models as tvm
+
+    def count(model: torch.nn.Module) -> int:
+        return sum(p.numel() for p in model.parameters())
+
+    assert count(tvm.vgg16()) == 138_357_544 and count(tvm.vgg19()) == 143_667_240
+    assert count(tvm.googlenet(aux_logits=True, init_weights=False)) == 13_004_888
+    assert count(tvm.inception_v3(aux_logits=True, init_weights=False)) == 27_161_264
+
+
+def test_inception_v3_upsamples_small_inputs_to_what_it_needs() -> None:
+    from dnic_utils.models.inception import MIN_SIDE
+
+    model = build_model("inception_v3", 10, 1, 28).eval()
+    seen = []
+    model.net.Conv2d_1a_3x3.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[-1]))
+    with torch.no_grad():
+        model(torch.zeros(1, 1, 28, 28))
+    assert seen == [MIN_SIDE]
+    # the upsampling is inside the model, so its FLOPs are those of the 75 px network
+    assert count_flops(model, 1, 28) > count_flops(build_model("inception_v3", 10, 1, 28).net, 1, 75) * 0.99
+
+
+@pytest.mark.parametrize("arch, in_channels, size, side", [
+    ("resnet50", 3, 32, 4), ("googlenet", 3, 32, 4), ("mobilenet_v2", 3, 32, 4), ("mobilenet_v2", 1, 28, 4),
+    ("resnet18", 3, 224, 7), ("mobilenet_v2", 3, 224, 7), ("minigooglenet", 3, 32, 7), ("resnet9", 1, 28, 3),
+])
+def test_small_image_adaptations_keep_a_usable_final_grid(arch: str, in_channels: int, size: int, side: int) -> None:
+    """The CIFAR/MNIST stems leave the last conv a small grid instead of 1×1 (or nothing), and ImageNet sizes are untouched."""
+    layers = anatomy.layer_table(build_model(arch, 10, in_channels, size), in_channels, size)
+    assert anatomy.stats(layers)["last_conv_side"] == side
+
+
+def test_anatomy_counts_the_flops_of_every_layer() -> None:
+    for arch in ("resnet18", "mobilenet_v2", "weightedsumnet_improved"):
+        model = build_model(arch, 10, 3, 32)
+        layers = anatomy.layer_table(model, 3, 32)
+        total = count_flops(model, 3, 32)
+        assert 0.97 * total < layers["flops"].sum() <= total  # convs and linears are nearly all the FLOPs
+        assert layers["params"].sum() <= model_size(model)["params"]
+        table = anatomy.breakdown(layers)
+        assert table["FLOPs share (%)"].sum() == pytest.approx(100)
+        assert table["flops"].is_monotonic_decreasing
+    mobile = anatomy.stats(anatomy.layer_table(build_model("mobilenet_v2", 10, 3, 32), 3, 32))
+    assert mobile["depthwise_layers"] == 17 and mobile["depthwise_share"] < 0.1
+    assert 5 < mobile["separable_saving"] < 9  # about k² = 9 for wide layers, less where the 1×1 outputs are narrow
+    assert anatomy.stats(anatomy.layer_table(build_model("resnet18", 10, 3, 32), 3, 32))["depthwise_layers"] == 0
+
+
+def test_weighted_sum_block_mixes_its_branches_with_input_dependent_weights() -> None:
+    from dnic_utils.models.weightedsum import WeightedSumBlock
+
+    torch.manual_seed(0)
+    block = WeightedSumBlock(4, 5, branches=3).eval()
+    x = torch.randn(6, 4, 8, 8)
+    out = block(x)
+    w = block.last_weights
+    assert w.shape == (6, 3) and torch.allclose(w.sum(1), torch.ones(6))
+    assert (w.std(0) > 0).all()  # different images get different weights
+    branches = torch.relu(block.convs(x)).view(6, 3, 5, 8, 8)  # the K independent convolutions, one by one
+    expected = sum(w[:, k, None, None, None] * branches[:, k] for k in range(3))
+    assert torch.allclose(out, expected, atol=1e-6)
+    with torch.no_grad():  # a gate that prefers branch 2 puts (almost) all the weight there
+        block.gate.weight.zero_()
+        block.gate.bias.copy_(torch.tensor([0.0, 20.0, 0.0]))
+    assert torch.allclose(block(x), branches[:, 1], atol=1e-5)
+
+
+def test_weighted_sum_nets_report_their_branch_weights() -> None:
+    for arch, blocks in (("weightedsumnet", 3), ("weightedsumnet_improved", 3)):
+        model = build_model(arch, 10, 3, 32).eval()
+        assert model.branch_weights() == []
+        with torch.no_grad():
+            model(torch.randn(2, 3, 32, 32))
+        assert [tuple(w.shape) for w in model.branch_weights()] == [(2, 3)] * blocks
+    improved = build_model("weightedsumnet_improved", 10, 3, 32)
+    assert [m.out_channels for m in improved.modules() if isinstance(m, torch.nn.Conv2d)] == [3 * 64, 3 * 128, 3 * 256]
+    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in improved.modules()) == 2
+    assert {m.p for m in improved.modules() if isinstance(m, torch.nn.Dropout)} == {0.1}
+
+
+def test_every_registry_text_formats_from_the_model() -> None:
+    from dnic_utils.report import architecture
+
+    for arch in REGISTRY:
+        text, table = architecture(arch, 1, 28)
+        assert "{" not in text and model_spec(arch).summary in text, arch
+        assert not table.empty and table["FLOPs share (%)"].sum() == pytest.approx(100, abs=0.5)
 
 
 def test_unknown_architecture_lists_the_valid_names() -> None:
@@ -74,6 +176,15 @@ def test_unknown_architecture_lists_the_valid_names() -> None:
         assert name in message
     with pytest.raises(DnicError):
         model_spec("LeNet5")  # names are exact
+
+
+@pytest.mark.parametrize("arch", ["resnet9", "weightedsumnet", "googlenet"])
+def test_every_minimum_size_is_enforced_with_a_fix(arch: str) -> None:
+    spec = model_spec(arch)
+    build_model(arch, 10, 3, spec.min_size)  # the minimum itself works
+    with pytest.raises(DnicError) as err:
+        build_model(arch, 10, 3, spec.min_size - 1)
+    assert f"image_size ≥ {spec.min_size}" in str(err.value)
 
 
 def test_too_small_input_says_what_to_change() -> None:
@@ -101,4 +212,4 @@ def test_registry_entries_are_described() -> None:
     for name, spec in REGISTRY.items():
         assert spec.title and spec.family and len(spec.summary) > 50, name
         assert spec.min_size >= 1
-    assert REGISTRY["lenet5"].light and not REGISTRY["vgg16"].light
+    assert REGISTRY["lenet5"].tier == "light" and REGISTRY["vgg16"].tier == "standard" and REGISTRY["resnet101"].tier == "heavy"

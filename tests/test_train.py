@@ -318,7 +318,15 @@ def test_make_config_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     lenet = make_config("lenet5", "mnist")
     resnet = make_config("resnet18", "mnist")
     assert lenet.epochs == PROFILES["quick"].light_epochs and resnet.epochs == PROFILES["quick"].epochs
+    heavy = make_config("resnet101", "mnist")
+    assert resnet.train_size == PROFILES["quick"].train_size and heavy.train_size == PROFILES["quick"].heavy_train_size
+    assert heavy.train_size < resnet.train_size and heavy.epochs == resnet.epochs
     assert lenet.lr == 0.05 and make_config("lenet5", "mnist", optimizer="adamw").lr == 3e-3
+    assert make_config("lenet5", "mnist", batch_size=256).lr == pytest.approx(0.2)  # linear scaling with the batch
+    assert make_config("lenet5", "mnist", batch_size=256, optimizer="adamw").lr == 3e-3
+    assert make_config("resnet18", "cifar10", flip_tta=True).flip_tta
+    with pytest.raises(DnicError, match="flip_tta"):
+        make_config("resnet18", "mnist", flip_tta=True)  # digits are never trained on mirrored images
     assert make_config("lenet5", "mnist", epochs=3, batch_size=7, lr=0.01).epochs == 3
     assert make_config("lenet5", "fashion-mnist").dataset == "fashion_mnist"  # normalised, so records share one name
     assert lenet.to_dict()["arch"] == "lenet5"

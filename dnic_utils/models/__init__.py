@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..errors import DnicError
-from . import lenet, resnet, vgg
+from . import googlenet, inception, lenet, minigooglenet, mobilenet, resnet, resnet9, vgg, weightedsum
 
 
 @dataclass(frozen=True)
@@ -20,15 +20,26 @@ class ModelSpec:
     title: str
     family: str
     builder: Callable[[int, int, int], nn.Module]  # (num_classes, in_channels, image_size) -> model
-    summary: str
+    summary: str  # the principle the architecture illustrates
+    look_for: str  # what to look for, formatted with anatomy.stats of the built model
     min_size: int = 16
-    light: bool = False  # cheap enough that profiles give it their light_epochs
+    tier: str = "standard"  # 'light': profiles give it their light_epochs; 'heavy': their heavy_train_size
 
 
 REGISTRY: dict[str, ModelSpec] = {
-    "lenet5": ModelSpec("LeNet-5", "LeNet", lenet.LeNet5, lenet.SUMMARY, light=True),
-    "vgg16": ModelSpec("VGG16", "VGG", vgg.vgg16, vgg.SUMMARY),
-    "resnet18": ModelSpec("ResNet18", "ResNet", resnet.resnet18, resnet.SUMMARY),
+    "lenet5": ModelSpec("LeNet-5", "LeNet", lenet.LeNet5, lenet.SUMMARY, lenet.LOOK_FOR, tier="light"),
+    "vgg16": ModelSpec("VGG16", "VGG", vgg.vgg16, vgg.SUMMARY, vgg.LOOK_FOR),
+    "vgg19": ModelSpec("VGG19", "VGG", vgg.vgg19, vgg.SUMMARY, vgg.LOOK_FOR),
+    "resnet18": ModelSpec("ResNet18", "ResNet", resnet.resnet18, resnet.SUMMARY, resnet.LOOK_FOR),
+    "resnet50": ModelSpec("ResNet50", "ResNet", resnet.resnet50, resnet.SUMMARY, resnet.LOOK_FOR, tier="heavy"),
+    "resnet101": ModelSpec("ResNet101", "ResNet", resnet.resnet101, resnet.SUMMARY, resnet.LOOK_FOR, tier="heavy"),
+    "resnet9": ModelSpec("ResNet-9", "ResNet", resnet9.ResNet9, resnet9.SUMMARY, resnet9.LOOK_FOR, min_size=8),
+    "googlenet": ModelSpec("GoogLeNet", "Inception", googlenet.googlenet, googlenet.SUMMARY, googlenet.LOOK_FOR),
+    "minigooglenet": ModelSpec("MiniGoogLeNet", "Inception", minigooglenet.MiniGoogLeNet, minigooglenet.SUMMARY, minigooglenet.LOOK_FOR),
+    "inception_v3": ModelSpec("InceptionV3", "Inception", inception.inception_v3, inception.SUMMARY, inception.LOOK_FOR),
+    "mobilenet_v2": ModelSpec("MobileNetV2", "MobileNet", mobilenet.mobilenet_v2, mobilenet.SUMMARY, mobilenet.LOOK_FOR),
+    "weightedsumnet": ModelSpec("WeightedSumNet", "WeightedSumNet", weightedsum.weighted_sum_net, weightedsum.SUMMARY, weightedsum.LOOK_FOR, min_size=8),
+    "weightedsumnet_improved": ModelSpec("WeightedSumNet-Improved", "WeightedSumNet", weightedsum.weighted_sum_net_improved, weightedsum.SUMMARY, weightedsum.LOOK_FOR),
 }
 
 

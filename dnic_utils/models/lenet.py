@@ -7,6 +7,10 @@ SUMMARY = (
     "combinations, then three fully connected layers classify. It has no batch norm, no residuals and few "
     "parameters, so it shows what depth and modern blocks buy on top of it."
 )
+LOOK_FOR = (
+    "Here its {layers} layers do {mflops:.2f} MFLOPs per image, and {linear_param_share:.0%} of its parameters sit in "
+    "the fully connected layers: the convolutions are cheap, the classifier is not."
+)
 
 
 class LeNet5(nn.Module):

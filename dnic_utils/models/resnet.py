@@ -7,9 +7,15 @@ from torchvision import models as tvm
 
 SUMMARY = (
     "**ResNet** adds identity shortcuts: each block learns a residual F(x) and outputs F(x) + x, so gradients "
-    "reach early layers unchanged and a deeper network can always fall back to the identity. Stages of such "
-    "blocks halve the resolution and double the channels; global average pooling replaces large dense layers, "
-    "which keeps the parameter count far below VGG's."
+    "reach early layers unchanged and a deeper network can always fall back to the identity. ResNet18 stacks "
+    "basic blocks (two 3×3 convs); ResNet50 and ResNet101 use bottleneck blocks (1×1 reduce, 3×3, 1×1 expand) "
+    "so that depth costs fewer FLOPs per layer. Stages halve the resolution and double the channels; global "
+    "average pooling replaces large dense layers, which keeps the parameter count far below VGG's."
+)
+LOOK_FOR = (
+    "Here 3×3 convolutions do {k3_share:.0%} of the {mflops:,.0f} MFLOPs per image and 1×1 convolutions (bottleneck "
+    "reductions and expansions, projection shortcuts) {pointwise_share:.0%}; the first convolution "
+    "outputs {first_side}×{first_side} and the last stage works on {last_conv_side}×{last_conv_side}."
 )
 
 
@@ -29,3 +35,13 @@ def _resnet(factory: Callable[..., nn.Module], num_classes: int, in_channels: in
 def resnet18(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
     """ResNet18 (basic blocks, 2-2-2-2)."""
     return _resnet(tvm.resnet18, num_classes, in_channels, image_size)
+
+
+def resnet50(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+    """ResNet50 (bottleneck blocks, 3-4-6-3)."""
+    return _resnet(tvm.resnet50, num_classes, in_channels, image_size)
+
+
+def resnet101(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+    """ResNet101 (bottleneck blocks, 3-4-23-3)."""
+    return _resnet(tvm.resnet101, num_classes, in_channels, image_size)

@@ -7,8 +7,13 @@ SUMMARY = (
     "**VGG** gets depth by stacking 3×3 convolutions: two stacked 3×3 layers see a 5×5 window and three see "
     "7×7, with fewer parameters and more non-linearities than one large filter. Five stages of such stacks, "
     "each followed by 2×2 max-pooling, double the channels as they halve the resolution. Batch norm after "
-    "every convolution is what lets a plain 16-layer stack train from scratch. Watch the parameter count: "
-    "almost all of it sits in the late 512-channel stages."
+    "every convolution is what lets a plain 16- or 19-layer stack train from scratch. Watch the parameter "
+    "count: almost all of it sits in the late 512-channel stages."
+)
+LOOK_FOR = (
+    "Here {wide_param_share:.0%} of the parameters sit in the 512-channel layers, {top_kind} layers do "
+    "{top_kind_share:.0%} of the {mflops:,.0f} MFLOPs per image, and the last convolution works on a "
+    "{last_conv_side}×{last_conv_side} grid."
 )
 
 
@@ -36,5 +41,10 @@ def _vgg(cfg: str, num_classes: int, in_channels: int, image_size: int) -> nn.Mo
 
 
 def vgg16(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
-    """VGG16 with batch norm."""
+    """VGG16 with batch norm (configuration D)."""
     return _vgg("D", num_classes, in_channels, image_size)
+
+
+def vgg19(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+    """VGG19 with batch norm (configuration E)."""
+    return _vgg("E", num_classes, in_channels, image_size)

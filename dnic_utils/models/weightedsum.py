@@ -1,0 +1,82 @@
+"""WeightedSumNet: blocks of parallel convolutions mixed by weights the block computes from its own input."""
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+SUMMARY = (
+    "**WeightedSumNet** is a custom block net. Each intermediate block runs its input through K independent "
+    "convolutions in parallel and returns their weighted sum; the K weights are not fixed but computed per "
+    "image by a fully connected layer (with softmax) from the block input's per-channel spatial means, so "
+    "the network learns which branch to trust for which input. The output block averages globally and "
+    "classifies with fully connected layers. The *Improved* variant adds batch norm, size-preserving "
+    "padding, dropout 0.1 and max-pooling between blocks, with channels growing 64 → 128 → 256."
+)
+LOOK_FOR = (
+    "Here {top_kind} branches do {top_kind_share:.0%} of the {mflops:,.0f} MFLOPs per image; the gates that weight "
+    "the branches are tiny linear layers. After training, the notebook shows the branch weights each block learned."
+)
+
+
+class WeightedSumBlock(nn.Module):
+    """K parallel k×k convolutions combined by a softmax-weighted sum whose weights come from the input's channel means."""
+
+    def __init__(self, in_ch: int, out_ch: int, branches: int = 3, padding: int = 1, batch_norm: bool = False, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.branches, self.out_ch = branches, out_ch
+        # The K independent convolutions run as one conv with K·out_ch filters (and one batch norm over them):
+        # no filter or statistic is shared, so it is the same computation as K separate layers, in one kernel.
+        self.convs = nn.Conv2d(in_ch, branches * out_ch, 3, padding=padding, bias=not batch_norm)
+        self.norm = nn.BatchNorm2d(branches * out_ch) if batch_norm else nn.Identity()
+        self.act = nn.ReLU(inplace=True)
+        self.gate = nn.Linear(in_ch, branches)  # branch weights from the per-channel spatial means of the input
+        self.drop = nn.Dropout(dropout) if dropout else nn.Identity()
+        self.last_weights: torch.Tensor | None = None  # the weights of the latest batch, for inspection
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The weighted sum of the K branch outputs."""
+        weights = torch.softmax(self.gate(x.mean(dim=(2, 3))), dim=1)  # (N, K)
+        self.last_weights = weights.detach()
+        out = self.act(self.norm(self.convs(x)))
+        n, _, h, w = out.shape
+        out = (out.view(n, self.branches, self.out_ch, h, w) * weights.view(n, self.branches, 1, 1, 1).to(out.dtype)).sum(dim=1)
+        return self.drop(out)
+
+
+class WeightedSumNet(nn.Module):
+    """Intermediate weighted-sum blocks, then an output block of global average pooling and fully connected layers."""
+
+    def __init__(self, num_classes: int, in_channels: int, channels: Sequence[int], padding: int, batch_norm: bool,
+                 dropout: float, pool: bool, hidden: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        ch = in_channels
+        for i, out_ch in enumerate(channels):
+            layers.append(WeightedSumBlock(ch, out_ch, padding=padding, batch_norm=batch_norm, dropout=dropout))
+            if pool and i < len(channels) - 1:
+                layers.append(nn.MaxPool2d(2))
+            ch = out_ch
+        self.blocks = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(ch, hidden), nn.ReLU(inplace=True),
+                                  nn.Dropout(dropout) if dropout else nn.Identity(), nn.Linear(hidden, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for a batch of images."""
+        return self.head(self.blocks(x))
+
+    def branch_weights(self) -> list[torch.Tensor]:
+        """Each block's branch weights for the latest batch, (N, K) per block."""
+        return [b.last_weights for b in self.blocks if isinstance(b, WeightedSumBlock) and b.last_weights is not None]
+
+
+def weighted_sum_net(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+    """The basic net: three blocks of three unpadded 3×3 branches (16, 32, 64 channels), no norm, no pooling."""
+    # Works on any input of at least 7 pixels: the three unpadded convs shrink 32 → 26 (28 → 22).
+    return WeightedSumNet(num_classes, in_channels, (16, 32, 64), padding=0, batch_norm=False, dropout=0.0, pool=False, hidden=64)
+
+
+def weighted_sum_net_improved(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+    """The improved net: batch norm, padding, dropout 0.1, max-pooling between blocks, 64 → 128 → 256 channels."""
+    # Two 2×2 pools between the three blocks: 32 → 8 (28 → 7) before the output block.
+    return WeightedSumNet(num_classes, in_channels, (64, 128, 256), padding=1, batch_norm=True, dropout=0.1, pool=True, hidden=256)
