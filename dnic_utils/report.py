@@ -153,6 +153,19 @@ def notebook_index(entries: list[tuple[str, str]]) -> str:
     return "\n".join(rows) + "\n"
 
 
+def architecture_table() -> str:
+    """The README's table of registered architectures: family, tier, minimum input, and size and FLOPs on both input kinds."""
+    from .experiment import model_cost
+
+    rows = ["| name | model | family | tier | min input | params (1×28×28) | MFLOPs (1×28×28) | params (3×32×32) | MFLOPs (3×32×32) |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for arch, spec in REGISTRY.items():
+        grey, rgb = model_cost(arch, 10, 1, 28), model_cost(arch, 10, 3, 32)
+        rows.append(f"| `{arch}` | {spec.title} | {spec.family} | {spec.tier} | {spec.min_size}×{spec.min_size} | {grey['params']:,} | "
+                    f"{grey['flops'] / 1e6:,.1f} | {rgb['params']:,} | {rgb['flops'] / 1e6:,.1f} |")
+    return "\n".join(rows) + "\n"
+
+
 def profile_table() -> str:
     """The README's table of profiles, from config.PROFILES."""
     def n(value: int | None) -> str:

@@ -159,10 +159,11 @@ def main(argv: list[str] | None = None) -> int:
         timings[item.name] = round(time.perf_counter() - t0, 1)
         kept = "" if out.parent == root / "notebooks" else f" (a higher profile's notebook is kept; output in {out.relative_to(root)})"
         print(f"    ok in {timings[item.name]} s{kept}", flush=True)
-    from .report import notebook_index, profile_table, readme_tables, update_readme
+    from .report import architecture_table, notebook_index, profile_table, readme_tables, update_readme
 
     entries = [(i.name, i.title.split("· ", 1)[-1]) for i in plan()]
-    update_readme(root / "README.md", {"results": readme_tables(load_records()), "notebooks": notebook_index(entries), "profiles": profile_table()})
+    update_readme(root / "README.md", {"results": readme_tables(load_records()), "notebooks": notebook_index(entries), "profiles": profile_table(),
+                                      "architectures": architecture_table()})
     write_record(make_record("report", "report-run", profile, {"only": args.only, "start_at": args.start_at}, {"notebook_seconds": timings},
                              device=default_device(), data={}, seed=0,
                              wall_time_s=time.perf_counter() - start, failures=failures))

@@ -151,6 +151,8 @@ def fit(
 ) -> list[dict]:
     """Train with early stopping on validation; keep best.pt and last.pt (resumed if unfinished, same config and data)."""
     checkpoint_dir = Path(checkpoint_dir)
+    if cfg.device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN pick its fastest kernels once
     amp = amp_dtype(cfg.amp, cfg.device)
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, len(train))

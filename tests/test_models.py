@@ -213,3 +213,12 @@ def test_registry_entries_are_described() -> None:
         assert spec.title and spec.family and len(spec.summary) > 50, name
         assert spec.min_size >= 1
     assert REGISTRY["lenet5"].tier == "light" and REGISTRY["vgg16"].tier == "standard" and REGISTRY["resnet101"].tier == "heavy"
+
+
+def test_the_readme_architecture_table_has_one_measured_row_per_registry_entry() -> None:
+    from dnic_utils.report import architecture_table
+
+    rows = architecture_table().strip().splitlines()[2:]
+    assert [r.split("|")[1].strip(" `") for r in rows] == list(REGISTRY)
+    resnet = next(r for r in rows if r.startswith("| `resnet18`"))
+    assert f"{model_size(build_model('resnet18', 10, 3, 32))['params']:,}" in resnet

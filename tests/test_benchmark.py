@@ -1,0 +1,115 @@
+"""The speed benchmark (benchmarks/speed.py): one tiny run end to end, its arithmetic, and its handling of bad input."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from dnic_utils.records import REQUIRED_KEYS, make_record, write_record
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("speed", REPO_ROOT / "benchmarks" / "speed.py")
+speed = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(speed)
+
+TINY = ["--arch", "lenet5", "--steps", "1", "--warmup", "0", "--batch-size", "16", "--workers", "0",
+        "--tta-on-cpu", "--tta-epochs", "lenet5=1", "--tta-batch-size", "32", "--tta-train-size", "64", "--tta-eval-size", "20",
+        "--peak-size", "32", "--peak-repeats", "2", "--mfu-batch-size", "2", "--mfu-steps", "1"]
+
+
+def legacy_record() -> dict:
+    """A record of the former loader benchmark, which measured only the pipeline."""
+    return make_record("benchmark", "bench-loader-cpu-cifar10", "quick",
+                       {"dataset": "cifar10", "arch": ["lenet5"], "steps": 40, "warmup": 5, "batch_size": 64, "workers": 2, "amp": "fp32"},
+                       {"lenet5": {"conventional": 2481.8, "dnic": 7312.2, "ratio": 2.946}}, device="cpu", data={"title": "CIFAR-10"}, seed=0,
+                       wall_time_s=1.0)
+
+
+def test_tiny_run_writes_one_record_and_regenerates_results(fixture_data: Path, project_dir: Path, tmp_path: Path) -> None:
+    write_record(legacy_record())  # an older pipeline-only record keeps its row
+    repo_md = (REPO_ROOT / "benchmarks" / "RESULTS.md").read_bytes()
+    md = tmp_path / "RESULTS.md"
+
+    assert speed.main(["--data-dir", str(fixture_data), "--results-md", str(md), *TINY]) == 0
+
+    [path] = (project_dir / "results").glob("*/bench-speed-*.json")
+    rec = json.loads(path.read_text())
+    assert set(REQUIRED_KEYS) <= set(rec) and rec["kind"] == "benchmark" and rec["name"] == f"bench-speed-{speed.default_device()}"
+    assert set(rec["config"]) == set(rec["metrics"]) == {"pipeline", "tta", "mfu"}
+    assert rec["data"]["cifar10"]["title"] == "CIFAR-10 (JPEG q75 copy)"
+    pipe = rec["metrics"]["pipeline"]["lenet5"]
+    assert pipe["conventional"] > 0 and pipe["dnic"] > 0 and pipe["ratio"] == pytest.approx(pipe["dnic"] / pipe["conventional"])
+    assert rec["config"]["tta"]["skipped"] is None
+    tta = rec["metrics"]["tta"]["lenet5"]
+    assert tta["epochs_run"] == 1 and tta["train_images"] == 64 and tta["test_images"] == 20 and 0 <= tta["test_acc"] <= 1
+    assert tta["time_to_target_s"] == (tta["wall_time_s"] if tta["test_acc"] >= 0.94 else None)
+    mfu = rec["metrics"]["mfu"]
+    assert mfu["arch"] == "resnet18" and mfu["train_flops_per_image"] == 3 * mfu["forward_flops"] > 0
+    assert mfu["mfu"] == pytest.approx(mfu["achieved_flops"] / mfu["peak_flops"])
+
+    text = md.read_text()
+    assert "do not edit by hand" in text and text.count("\n## ") == 3
+    _, pipeline, tta_table, mfu_table = text.split("## ")
+    assert "| 2,482 | 7,312 | **2.95×** |" in pipeline and pipeline.count("| lenet5 |") == 2  # the legacy row and this run's
+    assert "| lenet5 | 1/1 |" in tta_table
+    assert f"**{mfu['mfu']:.1%}**" in mfu_table
+    assert (REPO_ROOT / "benchmarks" / "RESULTS.md").read_bytes() == repo_md
+
+
+def test_results_without_speed_runs_say_so(tmp_path: Path) -> None:
+    rec = legacy_record()
+    md = tmp_path / "RESULTS.md"
+    speed.write_results_md(md, [rec, {**rec, "kind": "train"}])
+    _, pipeline, tta, mfu = md.read_text().split("## ")
+    assert pipeline.count("| lenet5 |") == 1 and "| 2,482 | 7,312 | **2.95×** |" in pipeline
+    assert "No runs yet" in tta and "No runs yet" in mfu
+
+
+def test_matmul_peak_arithmetic() -> None:
+    a, b = torch.ones(16, 24), torch.ones(24, 16)
+    with FlopCounterMode(display=False) as counter:
+        a @ b
+    assert counter.get_total_flops() == 2 * 16 * 24 * 16
+    assert speed.matmul_flops(16) == 2 * 16**3
+    assert speed.peak_flops(1000, [0.5, 0.002, 0.004]) == pytest.approx(1e12)  # the fastest repeat counts
+    seconds = speed.matmul_seconds("cpu", 32, 3)
+    assert len(seconds) == 3 and all(s > 0 for s in seconds)
+
+
+def test_mfu_arithmetic() -> None:
+    m = speed.mfu_metrics(images_per_second=1000.0, forward_flops=10**9, peak=6e12)
+    assert m["train_flops_per_image"] == 3 * 10**9
+    assert m["achieved_flops"] == pytest.approx(3e12)
+    assert m["mfu"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(("acc", "reached", "time"), [(0.95, True, 12.5), (0.94, True, 12.5), (0.9399, False, None)])
+def test_time_to_target(acc: float, reached: bool, time: float | None) -> None:
+    assert speed.tta_outcome(acc, 12.5, 0.94) == {"reached": reached, "time_to_target_s": time}
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--arch", "lenet6"], "error: Unknown architecture 'lenet6'."),
+    (["--tta-epochs", "resnet99=3"], "error: Unknown architecture 'resnet99'."),
+    (["--dataset", "svhn"], "error: Unknown dataset 'svhn'."),
+    (["--tta-lr", "20"], "error: Learning rate `lr` must be in (0, 10)"),
+    (["--data-dir", "EMPTY"], "holds no copy of CIFAR-10"),
+])
+def test_bad_input_prints_one_error_line(args: list[str], message: str, tmp_path: Path, project_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    args = [str(tmp_path) if a == "EMPTY" else a for a in args]
+    assert speed.main([*args, "--results-md", str(tmp_path / "RESULTS.md")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and message in err and "Fix: " in err
+    assert not (project_dir / "results").exists() and not (tmp_path / "RESULTS.md").exists()
+
+
+@pytest.mark.parametrize("args", [["--tta-epochs", "resnet9:3"], ["--steps", "0"], ["--tta-target", "94"]])
+def test_malformed_options_are_usage_errors(args: list[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        speed.main(args)
+    assert exc.value.code == 2
