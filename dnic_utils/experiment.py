@@ -79,7 +79,9 @@ class Experiment:
             w = w.float().cpu()
             rows += [{"block": block, "branch": k + 1, "mean weight": w[:, k].mean().item(), "std across images": w[:, k].std().item()}
                      for k in range(w.shape[1])]
-        return pd.DataFrame(rows).set_index(["block", "branch"])
+        table = pd.DataFrame(rows).set_index(["block", "branch"])
+        table.attrs["images"] = n
+        return table
 
     def save_figures(self) -> dict[str, plt.Figure]:
         """Make, save under figures/<profile>/ and return the run's curves, confusion matrix and mistakes."""

@@ -83,7 +83,7 @@ def discussion(exp: "Experiment") -> str:
     if weights is not None:
         means = weights["mean weight"].unstack()
         listed = "; ".join(f"block {b}: " + " / ".join(f"{v:.2f}" for v in row) for b, row in means.iterrows())
-        lines.append(f"The learned branch weights, averaged over {min(512, len(exp.splits.val_y))} validation images, are {listed} "
+        lines.append(f"The learned branch weights, averaged over {weights.attrs['images']} validation images, are {listed} "
                      f"(uniform would be {1 / means.shape[1]:.2f} each); they vary across images by a standard deviation of up to "
                      f"{weights['std across images'].max():.3f}, which is how much the weighting adapts to the input.")
     peers = [r for r in load_records() if r["kind"] == "train" and r["profile"] == cfg.profile
@@ -118,7 +118,7 @@ def results_table(records: list[dict], dataset: str) -> pd.DataFrame:
     for r in chosen:
         m = r["metrics"]
         rows.append({
-            "model": r["arch_title"] + (" (flip TTA)" if m.get("flip_tta") else ""), "profile": r["profile"], "size (MB)": f"{m['size_mb']:.1f}", "trainable params": f"{m['trainable_params']:,}",
+            "model": r["arch_title"], "profile": r["profile"], "size (MB)": f"{m['size_mb']:.1f}", "trainable params": f"{m['trainable_params']:,}",
             "train loss": f"{m['train_loss']:.3f}", "test loss": f"{m['test_loss']:.3f}",
             "train acc (%)": f"{100 * m['train_acc']:.2f}", "test acc (%)": f"{100 * m['test_acc']:.2f}",
             "macro P (%)": f"{100 * m['macro_precision']:.2f}", "macro R (%)": f"{100 * m['macro_recall']:.2f}", "macro F1 (%)": f"{100 * m['macro_f1']:.2f}",

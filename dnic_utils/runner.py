@@ -1,6 +1,6 @@
 """The report runner: executes every notebook in order with papermill and regenerates the README's tables.
 
-Usage: python -m dnic_utils.runner [--profile auto|smoke|quick|full] [--only GLOB] [--start-at NAME] [--force]
+Usage: python -m dnic_utils.runner [--profile auto|smoke|quick|full] [--only GLOB] [--start-at NAME] [--force] [--tables-only]
 """
 
 from __future__ import annotations
@@ -104,6 +104,15 @@ def execute(root: Path, item: Planned, profile: str, out: Path, timeout: int) ->
     os.replace(work, out)
 
 
+def regenerate_readme(root: Path) -> None:
+    """Rewrite the README's generated sections: results tables, architectures, notebook index and profiles."""
+    from .report import architecture_table, notebook_index, profile_table, readme_tables, update_readme
+
+    entries = [(i.name, i.title.split("· ", 1)[-1]) for i in plan()]
+    update_readme(root / "README.md", {"results": readme_tables(load_records()), "notebooks": notebook_index(entries),
+                                      "profiles": profile_table(), "architectures": architecture_table()})
+
+
 def _positive_int(text: str) -> int:
     """argparse type for a whole number ≥ 1."""
     if not text.isdigit() or int(text) < 1:
@@ -121,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None, help="offline data root (sets DNIC_DATA_DIR)")
     parser.add_argument("--force", action="store_true", help="let a lower profile overwrite a higher profile's notebooks")
     parser.add_argument("--list", action="store_true", help="print the plan and exit")
+    parser.add_argument("--tables-only", action="store_true", help="only regenerate the README's tables from the records under results/")
     args = parser.parse_args(argv)
     try:
         profile = resolve_profile(args.profile).name
@@ -135,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: --start-at {args.start_at!r} is not in the plan.\nFix: use one of: {', '.join(names)}", file=sys.stderr)
             return 2
         items = items[names.index(args.start_at):]
+    if args.tables_only:
+        regenerate_readme(root)
+        print("README tables regenerated from the records under results/")
+        return 0
     if args.list or not items:
         print("\n".join(i.name for i in items) or f"no notebook matches --only {args.only!r}")
         return 0 if items else 2
@@ -159,11 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         timings[item.name] = round(time.perf_counter() - t0, 1)
         kept = "" if out.parent == root / "notebooks" else f" (a higher profile's notebook is kept; output in {out.relative_to(root)})"
         print(f"    ok in {timings[item.name]} s{kept}", flush=True)
-    from .report import architecture_table, notebook_index, profile_table, readme_tables, update_readme
-
-    entries = [(i.name, i.title.split("· ", 1)[-1]) for i in plan()]
-    update_readme(root / "README.md", {"results": readme_tables(load_records()), "notebooks": notebook_index(entries), "profiles": profile_table(),
-                                      "architectures": architecture_table()})
+    regenerate_readme(root)
     write_record(make_record("report", "report-run", profile, {"only": args.only, "start_at": args.start_at}, {"notebook_seconds": timings},
                              device=default_device(), data={}, seed=0,
                              wall_time_s=time.perf_counter() - start, failures=failures))

@@ -7,6 +7,7 @@ nbval kernels started by this pytest process inherit the smoke profile, quiet pr
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -14,9 +15,6 @@ import pytest
 
 os.environ.setdefault("DNIC_PROFILE", "smoke")
 os.environ.setdefault("DNIC_QUIET", "1")
-# Records, figures and checkpoints of the tests and of the nbval kernels go to a scratch project, never into the
-# repository's results/ and figures/ (which hold the committed runs the notebooks were executed with).
-os.environ.setdefault("DNIC_PROJECT_DIR", tempfile.mkdtemp(prefix="dnic-test-project-"))
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
@@ -39,7 +37,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Records, figures and checkpoints of the tests and of the nbval kernels go to a scratch project, never into
+    # the repository's results/ and figures/ (which hold the committed runs the notebooks were executed with).
+    if "DNIC_PROJECT_DIR" not in os.environ:
+        config._dnic_scratch = tempfile.mkdtemp(prefix="dnic-test-project-")
+        os.environ["DNIC_PROJECT_DIR"] = config._dnic_scratch
     config.addinivalue_line("markers", "report: runs the whole report (every notebook) in the smoke profile; slow")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    scratch = getattr(config, "_dnic_scratch", None)
+    if scratch:
+        shutil.rmtree(scratch, ignore_errors=True)
+        del os.environ["DNIC_PROJECT_DIR"]
 
 
 def real_data_root() -> Path | None:

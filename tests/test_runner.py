@@ -35,7 +35,7 @@ def test_plan_starts_with_the_exploration_and_covers_every_model_and_dataset() -
         assert item.name.endswith(f"_{d}_{a}")
         assert REGISTRY[a].title in item.title and DATASETS[d].title in item.title
         assert item.source == runner.TEMPLATE
-    assert all((project_root() / i.source).is_file() for i in items)
+    assert all((REPO / i.source).is_file() for i in items)
 
 
 def write_notebook(path: Path, profile: str | None) -> None:
@@ -74,7 +74,7 @@ def test_output_path_replaces_lower_or_unknown_notebooks(tmp_path: Path, item: r
 
 
 def test_materialise_fills_in_the_title(tmp_path: Path, item: runner.Planned) -> None:
-    source = project_root() / runner.TEMPLATE
+    source = REPO / runner.TEMPLATE
     (tmp_path / runner.TEMPLATE).parent.mkdir(parents=True)
     (tmp_path / runner.TEMPLATE).write_bytes(source.read_bytes())
     path = runner.materialise(tmp_path, item, "smoke")
@@ -118,12 +118,12 @@ def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.mark.report
 # The exploration and the first model notebook of each dataset: nbval already executes every committed notebook in
 # the smoke profile, so running all of them twice would double CI time without testing anything new.
 SAMPLE = "*0[01]_*"
 
 
+@pytest.mark.report
 def test_the_runner_regenerates_notebooks_records_and_readme_in_smoke(data_root: Path, uses_fixture_data: bool, tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     """The real thing: papermill executes notebooks of the plan in the smoke profile, in a copy of the project."""
@@ -196,3 +196,17 @@ def test_a_failing_notebook_is_reported_with_its_cell_and_the_run_exits_1(tmp_pa
     assert "FAILED 199_mnist_nope (cell [" in err and "DnicError: Unknown architecture 'nope'" in err and "Fix:" in err
     assert (project / "build" / "smoke" / "failed" / "199_mnist_nope.ipynb").is_file()  # kept for inspection
     assert not (project / "notebooks" / "199_mnist_nope.ipynb").exists()  # a failed run never lands in notebooks/
+
+
+def test_tables_only_rewrites_the_readme_sections_without_running_notebooks(project_dir: Path) -> None:
+    """--tables-only regenerates every generated README section from the records and executes nothing."""
+    shutil.copy2(REPO / "README.md", project_dir / "README.md")
+    readme = project_dir / "README.md"
+    text = readme.read_text()
+    start, end = "<!-- dnic:architectures:start -->", "<!-- dnic:architectures:end -->"
+    readme.write_text(text.split(start)[0] + start + "\nstale\n" + end + text.split(end)[1])
+    assert runner.main(["--tables-only"]) == 0
+    regenerated = readme.read_text()
+    assert "stale" not in regenerated and "| `resnet101` | ResNet101 |" in regenerated
+    assert "_No run records yet" in regenerated  # this scratch project has no results/
+    assert not (project_dir / "build").exists() and not (project_dir / "results").exists()

@@ -346,3 +346,17 @@ def test_non_default_parameters_get_their_own_run_name() -> None:
     assert custom.variant and custom.run_name == f"mnist-resnet18-{custom.variant}"
     assert make_config("resnet18", "mnist", profile="smoke", epochs=3, optimizer="adamw").variant == custom.variant
     assert make_config("resnet18", "mnist", profile="smoke", seed=1).variant not in ("", custom.variant)
+
+
+def test_flip_tta_averages_the_logits_of_each_image_and_its_mirror() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2 * 4 * 4, 3)).eval()
+    x = torch.randint(0, 256, (10, 2, 4, 4), dtype=torch.uint8)
+    y = torch.arange(10) % 3
+    loader = BatchLoader(x, y, 4, mean=(0.0, 0.0), std=(1.0, 1.0), device="cpu")
+    plain, tta = evaluate(model, loader), evaluate(model, loader, flip_tta=True)
+    with torch.no_grad():
+        xs = torch.cat([xb for xb, _ in loader])
+        expected = ((model(xs) + model(xs.flip(-1))) / 2).argmax(1)
+    assert torch.equal(tta["y_pred"], expected) and torch.equal(tta["y_true"], y)
+    assert not torch.equal(plain["y_pred"], expected)  # the mirror images change some predictions here

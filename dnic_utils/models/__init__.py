@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -23,7 +24,7 @@ class ModelSpec:
     summary: str  # the principle the architecture illustrates
     look_for: str  # what to look for, formatted with anatomy.stats of the built model
     min_size: int = 16
-    tier: str = "standard"  # 'light': profiles give it their light_epochs; 'heavy': their heavy_train_size
+    tier: Literal["light", "standard", "heavy"] = "standard"  # 'light': profiles give it their light_epochs; 'heavy': their heavy_train_size
 
 
 REGISTRY: dict[str, ModelSpec] = {

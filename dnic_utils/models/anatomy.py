@@ -77,6 +77,7 @@ def stats(layers: pd.DataFrame) -> dict:
         "separable_saving": dense / max(1, separable),
         "k3_share": layers.loc[layers["kind"] == "3×3 conv", "flops"].sum() / flops,
         "wide_param_share": wide["params"].sum() / params,
+        "conv_flop_share": layers.loc[layers["kind"] != "linear", "flops"].sum() / flops,
         "linear_param_share": layers.loc[layers["kind"] == "linear", "params"].sum() / params,
         "first_side": int(layers["side"].iloc[0]),
         "last_conv_side": int(layers.loc[layers["kind"] != "linear", "side"].iloc[-1]),

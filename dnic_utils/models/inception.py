@@ -6,8 +6,8 @@ from torch.nn import functional as F
 from torchvision.models import inception as tv_inception
 
 SUMMARY = (
-    "**Inception v3** refines the Inception module: 5×5 filters become two stacked 3×3s, n×n filters are "
-    "factorised into 1×n followed by n×1, and the grid is shrunk by parallel stride-2 conv and pooling "
+    "**Inception v3** refines the Inception module: branches of two stacked 3×3 convolutions "
+    "see as far as a 5×5 for less, n×n filters are factorised into 1×n followed by n×1, and the grid is shrunk by parallel stride-2 conv and pooling "
     "branches rather than by pooling alone. Its stem uses unpadded, strided convolutions, so it needs "
     "inputs of at least 75×75; here 28- and 32-pixel images are upsampled inside the model."
 )
@@ -26,11 +26,11 @@ class UpsampledInception3(nn.Module):
     def __init__(self, num_classes: int, in_channels: int, image_size: int) -> None:
         super().__init__()
         # CIFAR/MNIST adaptation: upsample rather than re-engineer the stem. Every layer of torchvision's
-        # network stays as published (the parameter count matches), and at 75×75 it costs about as many FLOPs
-        # as ResNet18 at 32×32; the price is that the last modules work on 3×3 and 1×1 grids.
+        # network stays as published (the parameter count matches), and at 75×75 it costs fewer FLOPs than
+        # ResNet18 at 32×32; the price is that the last modules work on 3×3 and 1×1 grids.
         self.side = max(image_size, MIN_SIDE)
         self.net = tv_inception.Inception3(num_classes=num_classes, aux_logits=False, transform_input=False, init_weights=True)
-        if in_channels != 3:
+        if in_channels != 3:  # grey input: the first conv takes one channel
             self.net.Conv2d_1a_3x3 = tv_inception.BasicConv2d(in_channels, 32, kernel_size=3, stride=2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

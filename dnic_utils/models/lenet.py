@@ -8,8 +8,8 @@ SUMMARY = (
     "parameters, so it shows what depth and modern blocks buy on top of it."
 )
 LOOK_FOR = (
-    "Here its {layers} layers do {mflops:.2f} MFLOPs per image, and {linear_param_share:.0%} of its parameters sit in "
-    "the fully connected layers: the convolutions are cheap, the classifier is not."
+    "Here its {layers} layers do {mflops:.2f} MFLOPs per image, {conv_flop_share:.0%} of them in the two convolutions, "
+    "yet {linear_param_share:.0%} of its parameters sit in the fully connected layers."
 )
 
 

@@ -13,7 +13,7 @@ SUMMARY = (
 LOOK_FOR = (
     "Here its {depthwise_layers} depthwise convolutions do only {depthwise_share:.1%} of the {mflops:,.0f} MFLOPs per "
     "image, and the 1×1 convolutions {pointwise_share:.0%}: in a separable net the pointwise layers carry the cost. "
-    "Full 3×3 convolutions in place of each depthwise + 1×1 pair would cost {separable_saving:.1f}× more."
+    "Full 3×3 convolutions in place of each depthwise + 1×1 pair would cost {separable_saving:.1f}× as much."
 )
 
 # torchvision's (expansion t, channels c, repeats n, stride s) of each stage, with CIFAR strides.

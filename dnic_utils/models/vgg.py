@@ -24,7 +24,7 @@ def _vgg(cfg: str, num_classes: int, in_channels: int, image_size: int) -> nn.Mo
     else:
         # CIFAR/MNIST adaptation: the ImageNet head (7×7 pooling into 4096-wide layers, 120M parameters) is
         # replaced by global average pooling and one linear layer, as in the usual CIFAR VGG.
-        model = tv_vgg.VGG(tv_vgg.make_layers(tv_vgg.cfgs[cfg], batch_norm=True), num_classes=num_classes, dropout=0.0)
+        model = tv_vgg.VGG(tv_vgg.make_layers(tv_vgg.cfgs[cfg], batch_norm=True), num_classes=num_classes)
         model.avgpool = nn.AdaptiveAvgPool2d(1)
         model.classifier = nn.Linear(512, num_classes)
         # MNIST adaptation: 28×28 reaches 1×1 after four poolings, so a pooling that would empty the map is dropped.
