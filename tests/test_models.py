@@ -212,3 +212,12 @@ def test_the_readme_architecture_table_has_one_measured_row_per_registry_entry()
     assert [r.split("|")[1].strip(" `") for r in rows] == list(REGISTRY)
     resnet = next(r for r in rows if r.startswith("| `resnet18`"))
     assert f"{model_size(build_model('resnet18', 10, 3, 32))['params']:,}" in resnet
+
+
+def test_bottleneck_resnets_start_their_residual_branches_at_zero() -> None:
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+
+    deep = build_model("resnet50", 10, 3, 32)
+    assert all(torch.count_nonzero(b.bn3.weight) == 0 for b in deep.modules() if isinstance(b, Bottleneck))
+    shallow = build_model("resnet18", 10, 3, 32)
+    assert all(torch.all(b.bn2.weight == 1) for b in shallow.modules() if isinstance(b, BasicBlock))
