@@ -131,9 +131,9 @@ def images_per_s(model: nn.Module, batches: Iterable, steps: int, warmup: int, d
     return seen / (time.perf_counter() - start)
 
 
-def fresh_model(arch: str, splits: Splits, device: str) -> nn.Module:
+def fresh_model(arch: str, splits: Splits, device: str, seed: int = 0) -> nn.Module:
     """A freshly seeded model for the splits' images, channels_last on the device."""
-    seed_everything(0)
+    seed_everything(seed)
     info = splits.info
     return build_model(arch, len(info.classes), info.channels, info.size).to(device, memory_format=torch.channels_last)
 
@@ -176,7 +176,7 @@ def time_to_accuracy(cfg: RunConfig, splits: Splits, target: float) -> dict:
     with tempfile.TemporaryDirectory(prefix="dnic-bench-") as checkpoints:
         synchronize(device)
         start = time.perf_counter()  # the clock runs from the model's build to the end of training (validation passes and checkpoints included)
-        model = fresh_model(cfg.arch, splits, device)  # seeded with 0, cfg.seed
+        model = fresh_model(cfg.arch, splits, device, cfg.seed)
         train = BatchLoader(splits.train_x, splits.train_y, cfg.batch_size, shuffle=True, drop_last=len(splits.train_y) > cfg.batch_size,
                             augment=default_augment(splits.info), seed=cfg.seed, **common)
         history = fit(model, train, BatchLoader(splits.val_x, splits.val_y, 512, **common), cfg, Path(checkpoints), resume=False)

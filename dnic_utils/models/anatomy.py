@@ -66,9 +66,7 @@ def stats(layers: pd.DataFrame) -> dict:
     wide = layers[layers["out"] >= 512]
     return {
         "layers": len(layers),
-        "flops": flops,
         "mflops": flops / 1e6,
-        "params": params,
         "top_kind": by_kind.index[0],
         "top_kind_share": by_kind.iloc[0] / flops,
         "pointwise_share": layers.loc[layers["kind"] == "1×1 conv", "flops"].sum() / flops,
