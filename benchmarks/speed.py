@@ -1,6 +1,6 @@
 """Speed of the dnic_utils training path on one device: data pipeline, time to 94% on CIFAR-10, and MFU.
 
-    python benchmarks/speed.py [--arch lenet5 resnet18] [--tta-epochs resnet18=18 resnet9=12] [--data-dir DIR]
+    python benchmarks/speed.py [--arch lenet5 resnet18] [--accuracy-epochs resnet18=18 resnet9=12] [--data-dir DIR]
 
 In one run, on whatever device is present:
 
@@ -10,8 +10,8 @@ In one run, on whatever device is present:
    dnic_utils on-device BatchLoader; prints images/s of both and the ratio b/a.
 2. Time to accuracy: trains ResNet18 and ResNet-9 on CIFAR-10 with dnic_utils.train.fit (the validation split
    drives only early stopping and the choice of epoch), times it, evaluates the test set once at the end and
-   says whether it reached the target (94%). Skipped on a CPU unless --tta-on-cpu, which is only for checking
-   the code path on a small subset (--tta-train-size, --tta-eval-size).
+   says whether it reached the target (94%). Skipped on a CPU unless --accuracy-on-cpu, which is only for checking
+   the code path on a small subset (--accuracy-train-size, --accuracy-eval-size).
 3. MFU: measures the device's bf16 dense matmul peak, then the training FLOP/s of ResNet18 on CIFAR-10 with the
    dnic pipeline (bf16 autocast, channels_last; 3 × the forward FLOPs of count_flops per image), and prints
    achieved TFLOP/s and its fraction of the measured peak.
@@ -23,6 +23,7 @@ every benchmark record (the older bench-loader-* records included).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -37,7 +38,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from dnic_utils.config import RunConfig, default_device, make_config, resolve_profile
+from dnic_utils.config import PROFILES, RunConfig, default_device, make_config, resolve_profile
 from dnic_utils.data import BatchLoader, Splits, dataset_info, dataset_title, default_augment, load_splits
 from dnic_utils.errors import DnicError
 from dnic_utils.models import build_model, count_flops, model_spec
@@ -46,7 +47,7 @@ from dnic_utils.report import device_label
 from dnic_utils.train import amp_dtype, amp_label, autocast, evaluate, fit, seed_everything
 
 RESULTS_MD = Path(__file__).with_name("RESULTS.md")
-TTA_DATASET = "cifar10"
+ACCURACY_DATASET = "cifar10"
 MFU_ARCH = "resnet18"
 # Per device type, sizes that take seconds on one H100 and about two minutes on a 2-core CPU.
 DEFAULTS = {
@@ -56,7 +57,7 @@ DEFAULTS = {
 # Epochs at batch 512, chosen for one H100 where each run takes minutes: ResNet18 18 (within the 15-20 a one-cycle
 # ResNet18 is usually given), ResNet-9 12 (its DAWNBench recipe used 24 epochs and tricks the package's fit lacks).
 # Whether the package's default recipe reaches 94% in these budgets is what the run measures.
-TTA_EPOCHS = [("resnet18", 18), ("resnet9", 12)]
+ACCURACY_EPOCHS = [("resnet18", 18), ("resnet9", 12)]
 
 
 class PILDataset(Dataset):
@@ -156,16 +157,18 @@ def pipeline(args: argparse.Namespace, splits: Splits, device: str, amp: torch.d
     return results
 
 
-def tta_outcome(test_acc: float, wall_time_s: float, target: float) -> dict:
+def accuracy_outcome(test_acc: float, wall_time_s: float, target: float) -> dict:
     """Whether a run reached the target accuracy, and its time to target (None when not reached)."""
     reached = test_acc >= target
     return {"reached": reached, "time_to_target_s": wall_time_s if reached else None}
 
 
-def tta_configs(args: argparse.Namespace, device: str) -> list[RunConfig]:
-    """The full-profile training configuration of each net of --tta-epochs, validated before anything is timed."""
-    return [make_config(arch, TTA_DATASET, profile="full", epochs=epochs, batch_size=args.tta_batch_size, lr=args.tta_lr, device=device)
-            for arch, epochs in args.tta_epochs]
+def accuracy_configs(args: argparse.Namespace, device: str) -> list[RunConfig]:
+    """The full-profile training configuration of each net of --accuracy-epochs, validated before anything is timed."""
+    full = PROFILES["full"]  # the full recipe even where DNIC_PROFILE names another profile for the rest of the run
+    return [dataclasses.replace(make_config(arch, ACCURACY_DATASET, epochs=epochs, batch_size=args.accuracy_batch_size, lr=args.accuracy_lr, device=device),
+                                profile=full.name, train_size=full.train_size, val_size=full.val_size, test_size=full.test_size, patience=full.patience)
+            for arch, epochs in args.accuracy_epochs]
 
 
 def time_to_accuracy(cfg: RunConfig, splits: Splits, target: float) -> dict:
@@ -186,20 +189,20 @@ def time_to_accuracy(cfg: RunConfig, splits: Splits, target: float) -> dict:
     best = max(history, key=lambda row: row["val_acc"])
     return {"epochs": cfg.epochs, "epochs_run": len(history), "best_epoch": best["epoch"], "batch_size": cfg.batch_size, "lr": cfg.lr,
             "amp": amp_label(amp), "wall_time_s": wall, "best_val_acc": best["val_acc"], "test_acc": test["acc"],
-            **tta_outcome(test["acc"], wall, target)}
+            **accuracy_outcome(test["acc"], wall, target)}
 
 
-def tta_section(args: argparse.Namespace, configs: list[RunConfig], splits: Splits) -> dict[str, dict]:
-    """Time to the target test accuracy for each net of --tta-epochs."""
-    print(f"\n2. Time to {args.tta_target:.0%} test accuracy on {dataset_title(splits.info, splits.source)} "
+def accuracy_section(args: argparse.Namespace, configs: list[RunConfig], splits: Splits) -> dict[str, dict]:
+    """Time to the target test accuracy for each net of --accuracy-epochs."""
+    print(f"\n2. Time to {args.accuracy_target:.0%} test accuracy on {dataset_title(splits.info, splits.source)} "
           f"(train {len(splits.train_y):,}, validation {len(splits.val_y):,}, test {len(splits.test_y):,} images)")
     results = {}
     for cfg in configs:
-        r = time_to_accuracy(cfg, splits, args.tta_target)
+        r = time_to_accuracy(cfg, splits, args.accuracy_target)
         results[cfg.arch] = {**r, "train_images": len(splits.train_y), "test_images": len(splits.test_y)}
         reached = f"{r['time_to_target_s']:.1f} s" if r["reached"] else "not reached"
         print(f"{cfg.arch:>12}: {r['epochs_run']}/{r['epochs']} epochs, batch {r['batch_size']}, {r['amp']}: {r['wall_time_s']:.1f} s, "
-              f"test accuracy {r['test_acc']:.2%} (epoch {r['best_epoch']}) | time to {args.tta_target:.0%}: {reached}", flush=True)
+              f"test accuracy {r['test_acc']:.2%} (epoch {r['best_epoch']}) | time to {args.accuracy_target:.0%}: {reached}", flush=True)
     return results
 
 
@@ -296,14 +299,14 @@ def parse_args(argv: list[str] | None, device: str) -> argparse.Namespace:
     group.add_argument("--workers", type=int_at_least(0), default=min(8, os.cpu_count() or 1),
                        help="DataLoader workers of the conventional pipeline (default: %(default)s)")
     group = parser.add_argument_group("2. time to accuracy on CIFAR-10")
-    group.add_argument("--tta-epochs", nargs="+", type=arch_epochs, default=TTA_EPOCHS, metavar="ARCH=EPOCHS",
+    group.add_argument("--accuracy-epochs", nargs="+", type=arch_epochs, default=ACCURACY_EPOCHS, metavar="ARCH=EPOCHS",
                        help="the nets to train and their epochs (default: resnet18=18 resnet9=12)")
-    group.add_argument("--tta-batch-size", type=int_at_least(1), default=512, help="default: %(default)s")
-    group.add_argument("--tta-lr", type=float, help="peak learning rate (default: make_config's)")
-    group.add_argument("--tta-target", type=fraction, default=0.94, help="test accuracy to reach (default: %(default)s)")
-    group.add_argument("--tta-on-cpu", action="store_true", help="run it on a CPU too: only to check the code path, with the sizes below")
-    group.add_argument("--tta-train-size", type=int_at_least(1), help="training images (default: the full profile's, all)")
-    group.add_argument("--tta-eval-size", type=int_at_least(1), help="validation and test images, each (default: the full profile's)")
+    group.add_argument("--accuracy-batch-size", type=int_at_least(1), default=512, help="default: %(default)s")
+    group.add_argument("--accuracy-lr", type=float, help="peak learning rate (default: make_config's)")
+    group.add_argument("--accuracy-target", type=fraction, default=0.94, help="test accuracy to reach (default: %(default)s)")
+    group.add_argument("--accuracy-on-cpu", action="store_true", help="run it on a CPU too: only to check the code path, with the sizes below")
+    group.add_argument("--accuracy-train-size", type=int_at_least(1), help="training images (default: the full profile's, all)")
+    group.add_argument("--accuracy-eval-size", type=int_at_least(1), help="validation and test images, each (default: the full profile's)")
     group = parser.add_argument_group("3. MFU")
     group.add_argument("--peak-size", type=int_at_least(1), help="n of the n×n bf16 matmuls that measure the peak (default: %(default)s)")
     group.add_argument("--peak-repeats", type=int_at_least(1), default=5, help="timed matmul batches; the best counts (default: %(default)s)")
@@ -313,11 +316,11 @@ def parse_args(argv: list[str] | None, device: str) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def tta_splits(args: argparse.Namespace) -> Splits:
-    """The CIFAR-10 splits of the full profile (or the --tta-*-size subsets), checked before anything is timed."""
-    prof = resolve_profile("full")
-    eval_size = args.tta_eval_size
-    return load_splits(TTA_DATASET, args.tta_train_size or prof.train_size, eval_size or prof.val_size, eval_size or prof.test_size, args.data_dir)
+def accuracy_splits(args: argparse.Namespace) -> Splits:
+    """The CIFAR-10 splits of the full profile (or the --accuracy-*-size subsets), checked before anything is timed."""
+    prof = PROFILES["full"]
+    eval_size = args.accuracy_eval_size
+    return load_splits(ACCURACY_DATASET, args.accuracy_train_size or prof.train_size, eval_size or prof.val_size, eval_size or prof.test_size, args.data_dir)
 
 
 def benchmark(args: argparse.Namespace, device: str) -> Path:
@@ -327,28 +330,28 @@ def benchmark(args: argparse.Namespace, device: str) -> Path:
     amp = amp_dtype("auto", device)
     for arch in args.arch:
         model_spec(arch)  # a typo fails now, not after minutes of measuring
-    configs = tta_configs(args, device)
+    configs = accuracy_configs(args, device)
     info = dataset_info(args.dataset)
     # The pipeline and MFU need no validation images: keep the smallest validation split.
     splits = load_splits(args.dataset, val_size=len(info.classes), root=args.data_dir)
-    cifar = splits if info.key == TTA_DATASET else load_splits(TTA_DATASET, val_size=len(dataset_info(TTA_DATASET).classes), root=args.data_dir)
+    cifar = splits if info.key == ACCURACY_DATASET else load_splits(ACCURACY_DATASET, val_size=len(dataset_info(ACCURACY_DATASET).classes), root=args.data_dir)
     skip = None
-    if device == "cpu" and not args.tta_on_cpu:
+    if device == "cpu" and not args.accuracy_on_cpu:
         skip = (f"skipped on the CPU: training the nets on CIFAR-10 would take hours on {torch.get_num_threads()} threads "
-                f"(--tta-on-cpu with --tta-train-size and --tta-eval-size checks the code path)")
-    tta_data = None if skip else tta_splits(args)  # missing or too small data fails now too
+                f"(--accuracy-on-cpu with --accuracy-train-size and --accuracy-eval-size checks the code path)")
+    accuracy_data = None if skip else accuracy_splits(args)  # missing or too small data fails now too
     print(f"{device_label(device_info(device))} · torch {torch.__version__} · profile {profile}")
     metrics = {"pipeline": pipeline(args, splits, device, amp)}
     if skip:
         print(f"\n2. Time to accuracy: {skip}")
-    metrics["tta"] = {} if tta_data is None else tta_section(args, configs, tta_data)
+    metrics["time_to_accuracy"] = {} if accuracy_data is None else accuracy_section(args, configs, accuracy_data)
     metrics["mfu"] = mfu_section(args, cifar, device)
     config = {
         "pipeline": {"dataset": info.key, "arch": args.arch, "steps": args.steps, "warmup": args.warmup, "batch_size": args.batch_size,
                      "workers": args.workers, "amp": amp_label(amp)},
-        "tta": {"dataset": TTA_DATASET, "epochs": dict(args.tta_epochs), "batch_size": args.tta_batch_size, "lr": args.tta_lr,
-                "target": args.tta_target, "train_size": args.tta_train_size, "eval_size": args.tta_eval_size, "skipped": skip},
-        "mfu": {"dataset": TTA_DATASET, "arch": MFU_ARCH, "batch_size": args.mfu_batch_size, "steps": args.mfu_steps, "warmup": args.warmup,
+        "time_to_accuracy": {"dataset": ACCURACY_DATASET, "epochs": dict(args.accuracy_epochs), "batch_size": args.accuracy_batch_size, "lr": args.accuracy_lr,
+                "target": args.accuracy_target, "train_size": args.accuracy_train_size, "eval_size": args.accuracy_eval_size, "skipped": skip},
+        "mfu": {"dataset": ACCURACY_DATASET, "arch": MFU_ARCH, "batch_size": args.mfu_batch_size, "steps": args.mfu_steps, "warmup": args.warmup,
                 "peak_size": args.peak_size, "peak_repeats": args.peak_repeats, "amp": "bfloat16"},
     }
     data = {s.info.key: {"title": dataset_title(s.info, s.source), **s.source} for s in (splits, cifar)}
@@ -387,12 +390,12 @@ def pipeline_rows(r: dict) -> list[str]:
                   f"**{m['ratio']:.2f}×**", r["versions"]["torch"], r["versions"]["torchvision"]]) for arch, m in results.items()]
 
 
-def tta_rows(r: dict) -> list[str]:
+def accuracy_rows(r: dict) -> list[str]:
     """Time-to-accuracy rows of a bench-speed record."""
-    c = r["config"]["tta"]
+    c = r["config"]["time_to_accuracy"]
     title = r["data"][c["dataset"]]["title"]
     rows = []
-    for arch, m in r["metrics"]["tta"].items():
+    for arch, m in r["metrics"]["time_to_accuracy"].items():
         reached = f"{m['time_to_target_s']:.1f} s" if m["reached"] else "not reached"
         rows.append(_row([*_provenance(r), r["profile"], title, arch, f"{m['epochs_run']}/{m['epochs']}", m["batch_size"], m["amp"],
                           f"{m['train_images']:,}", f"{m['wall_time_s']:.1f}", f"{m['test_acc']:.2%}", f"{c['target']:.0%}: {reached}",
@@ -420,7 +423,7 @@ def write_results_md(path: Path, records: list[dict]) -> None:
         ("Time to accuracy: wall time of dnic_utils.train.fit, one test evaluation at the end",
          _table(["date", "device", "profile", "dataset", "model", "epochs (run/planned)", "batch", "precision", "train images", "wall time (s)",
                  "test accuracy", "time to target", *versions],
-                [row for r in speed for row in tta_rows(r)], "No runs yet: this measurement runs on a GPU (skipped on a CPU).")),
+                [row for r in speed for row in accuracy_rows(r)], "No runs yet: this measurement runs on a GPU (skipped on a CPU).")),
         ("MFU: ResNet18 training FLOP/s (bf16, dnic pipeline) as a fraction of the measured bf16 matmul peak",
          _table(["date", "device", "profile", "peak TFLOP/s (matmul n)", "model", "batch", "forward GFLOP/image", "training GFLOP/image", "img/s",
                  "achieved TFLOP/s", "MFU", *versions],

@@ -18,7 +18,7 @@ speed = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(speed)
 
 TINY = ["--arch", "lenet5", "--steps", "1", "--warmup", "0", "--batch-size", "16", "--workers", "0",
-        "--tta-on-cpu", "--tta-epochs", "lenet5=1", "--tta-batch-size", "32", "--tta-train-size", "64", "--tta-eval-size", "20",
+        "--accuracy-on-cpu", "--accuracy-epochs", "lenet5=1", "--accuracy-batch-size", "32", "--accuracy-train-size", "64", "--accuracy-eval-size", "20",
         "--peak-size", "32", "--peak-repeats", "2", "--mfu-batch-size", "2", "--mfu-steps", "1"]
 
 
@@ -40,23 +40,23 @@ def test_tiny_run_writes_one_record_and_regenerates_results(fixture_data: Path, 
     [path] = (project_dir / "results").glob("*/bench-speed-*.json")
     rec = json.loads(path.read_text())
     assert set(REQUIRED_KEYS) <= set(rec) and rec["kind"] == "benchmark" and rec["name"] == f"bench-speed-{speed.default_device()}"
-    assert set(rec["config"]) == set(rec["metrics"]) == {"pipeline", "tta", "mfu"}
+    assert set(rec["config"]) == set(rec["metrics"]) == {"pipeline", "time_to_accuracy", "mfu"}
     assert rec["data"]["cifar10"]["title"] == "CIFAR-10 (JPEG q75 copy)"
     pipe = rec["metrics"]["pipeline"]["lenet5"]
     assert pipe["conventional"] > 0 and pipe["dnic"] > 0 and pipe["ratio"] == pytest.approx(pipe["dnic"] / pipe["conventional"])
-    assert rec["config"]["tta"]["skipped"] is None
-    tta = rec["metrics"]["tta"]["lenet5"]
-    assert tta["epochs_run"] == 1 and tta["train_images"] == 64 and tta["test_images"] == 20 and 0 <= tta["test_acc"] <= 1
-    assert tta["time_to_target_s"] == (tta["wall_time_s"] if tta["test_acc"] >= 0.94 else None)
+    assert rec["config"]["time_to_accuracy"]["skipped"] is None
+    acc = rec["metrics"]["time_to_accuracy"]["lenet5"]
+    assert acc["epochs_run"] == 1 and acc["train_images"] == 64 and acc["test_images"] == 20 and 0 <= acc["test_acc"] <= 1
+    assert acc["time_to_target_s"] == (acc["wall_time_s"] if acc["test_acc"] >= 0.94 else None)
     mfu = rec["metrics"]["mfu"]
     assert mfu["arch"] == "resnet18" and mfu["train_flops_per_image"] == 3 * mfu["forward_flops"] > 0
     assert mfu["mfu"] == pytest.approx(mfu["achieved_flops"] / mfu["peak_flops"])
 
     text = md.read_text()
     assert "do not edit by hand" in text and text.count("\n## ") == 3
-    _, pipeline, tta_table, mfu_table = text.split("## ")
+    _, pipeline, accuracy_table, mfu_table = text.split("## ")
     assert "| 2,482 | 7,312 | **2.95×** |" in pipeline and pipeline.count("| lenet5 |") == 2  # the legacy row and this run's
-    assert "| lenet5 | 1/1 |" in tta_table
+    assert "| lenet5 | 1/1 |" in accuracy_table
     assert f"**{mfu['mfu']:.1%}**" in mfu_table
     assert (REPO_ROOT / "benchmarks" / "RESULTS.md").read_bytes() == repo_md
 
@@ -65,9 +65,9 @@ def test_results_without_speed_runs_say_so(tmp_path: Path) -> None:
     rec = legacy_record()
     md = tmp_path / "RESULTS.md"
     speed.write_results_md(md, [rec, {**rec, "kind": "train"}])
-    _, pipeline, tta, mfu = md.read_text().split("## ")
+    _, pipeline, accuracy, mfu = md.read_text().split("## ")
     assert pipeline.count("| lenet5 |") == 1 and "| 2,482 | 7,312 | **2.95×** |" in pipeline
-    assert "No runs yet" in tta and "No runs yet" in mfu
+    assert "No runs yet" in accuracy and "No runs yet" in mfu
 
 
 def test_matmul_peak_arithmetic() -> None:
@@ -90,14 +90,14 @@ def test_mfu_arithmetic() -> None:
 
 @pytest.mark.parametrize(("acc", "reached", "time"), [(0.95, True, 12.5), (0.94, True, 12.5), (0.9399, False, None)])
 def test_time_to_target(acc: float, reached: bool, time: float | None) -> None:
-    assert speed.tta_outcome(acc, 12.5, 0.94) == {"reached": reached, "time_to_target_s": time}
+    assert speed.accuracy_outcome(acc, 12.5, 0.94) == {"reached": reached, "time_to_target_s": time}
 
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--arch", "lenet6"], "error: Unknown architecture 'lenet6'."),
-    (["--tta-epochs", "resnet99=3"], "error: Unknown architecture 'resnet99'."),
+    (["--accuracy-epochs", "resnet99=3"], "error: Unknown architecture 'resnet99'."),
     (["--dataset", "svhn"], "error: Unknown dataset 'svhn'."),
-    (["--tta-lr", "20"], "error: Learning rate `lr` must be in (0, 10)"),
+    (["--accuracy-lr", "20"], "error: Learning rate `lr` must be in (0, 10)"),
     (["--data-dir", "EMPTY"], "holds no copy of CIFAR-10"),
 ])
 def test_bad_input_prints_one_error_line(args: list[str], message: str, tmp_path: Path, project_dir: Path, capsys: pytest.CaptureFixture) -> None:
@@ -108,8 +108,17 @@ def test_bad_input_prints_one_error_line(args: list[str], message: str, tmp_path
     assert not (project_dir / "results").exists() and not (tmp_path / "RESULTS.md").exists()
 
 
-@pytest.mark.parametrize("args", [["--tta-epochs", "resnet9:3"], ["--steps", "0"], ["--tta-target", "94"]])
+@pytest.mark.parametrize("args", [["--accuracy-epochs", "resnet9:3"], ["--steps", "0"], ["--accuracy-target", "94"]])
 def test_malformed_options_are_usage_errors(args: list[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         speed.main(args)
     assert exc.value.code == 2
+
+
+def test_time_to_accuracy_keeps_the_full_recipe_whatever_dnic_profile_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DNIC_PROFILE", "quick")
+    args = speed.parse_args(["--accuracy-epochs", "resnet9=3"], "cpu")
+    [cfg] = speed.accuracy_configs(args, "cpu")
+    full = speed.PROFILES["full"]
+    assert (cfg.profile, cfg.epochs, cfg.batch_size) == ("full", 3, 512)
+    assert (cfg.train_size, cfg.val_size, cfg.test_size, cfg.patience) == (full.train_size, full.val_size, full.test_size, full.patience)
