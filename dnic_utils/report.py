@@ -180,6 +180,20 @@ def profile_table() -> str:
     return "\n".join(rows) + "\n"
 
 
+def runtime_table(records: list[dict], planned: int) -> str:
+    """The README's table of report wall times per profile and device, from the runner's report-run records."""
+    rows = ["| profile | device | notebooks timed | wall time, summed (min) | slowest notebook | last run |", "|---|---|---|---|---|---|"]
+    runs = sorted((r for r in records if r["kind"] == "report" and r["metrics"].get("notebooks")), key=lambda r: PROFILES[r["profile"]].rank)
+    for r in runs:
+        times = {name: n["seconds"] for name, n in r["metrics"]["notebooks"].items()}
+        slowest = max(times, key=times.get)
+        rows.append(f"| `{r['profile']}` | {device_label(r['device'])} | {len(times)} of {planned} | {r['metrics']['total_s'] / 60:.1f} | "
+                    f"`{slowest}` ({times[slowest]:,.0f} s) | {r['created'][:10]} |")
+    if not runs:
+        return "_No timed report runs yet._\n"
+    return "\n".join(rows) + "\n\nEach notebook counts with its latest successful run (papermill execution, kernel start included).\n"
+
+
 def update_readme(readme: Path, sections: dict[str, str]) -> bool:
     """Replace the README's generated sections (marked <!-- dnic:NAME:start/end -->); return True if it changed."""
     text = new = readme.read_text()

@@ -1,6 +1,7 @@
 """The report runner: executes every notebook in order with papermill and regenerates the README's tables.
 
-Usage: python -m dnic_utils.runner [--profile auto|smoke|quick|full] [--only GLOB] [--start-at NAME] [--force] [--tables-only]
+Usage: python -m dnic_utils.runner [--profile auto|smoke|quick|full] [--only GLOB] [--start-at NAME] [--skip-done]
+                                  [--stop-after SECONDS] [--force] [--tables-only]
 """
 
 from __future__ import annotations
@@ -104,13 +105,27 @@ def execute(root: Path, item: Planned, profile: str, out: Path, timeout: int) ->
     os.replace(work, out)
 
 
+def timing_record(profile: str, device: str, timings: dict[str, float], failures: list[str], wall_time_s: float, options: dict) -> dict:
+    """The report-run record of a profile and device: this call's notebook times merged into those of earlier calls."""
+    name = f"report-run-{device}"
+    earlier = [r for r in load_records() if r["kind"] == "report" and r["name"] == name and r["profile"] == profile]
+    notebooks = dict(earlier[-1]["metrics"]["notebooks"]) if earlier else {}
+    record = make_record("report", name, profile, {k: options[k] for k in ("only", "start_at", "skip_done", "stop_after")}, {},
+                         device=device, data={}, seed=0, wall_time_s=wall_time_s, failures=failures)
+    for nb, seconds in timings.items():  # each notebook keeps the time, date and commit of its latest successful run
+        notebooks[nb] = {"seconds": seconds, "date": record["created"], "git_commit": record["git_commit"]}
+    record["metrics"] = {"notebooks": notebooks, "total_s": round(sum(n["seconds"] for n in notebooks.values()), 1)}
+    return record
+
+
 def regenerate_readme(root: Path) -> None:
     """Rewrite the README's generated sections: results tables, architectures, notebook index and profiles."""
-    from .report import architecture_table, notebook_index, profile_table, readme_tables, update_readme
+    from .report import architecture_table, notebook_index, profile_table, readme_tables, runtime_table, update_readme
 
     entries = [(i.name, i.title.split("· ", 1)[-1]) for i in plan()]
-    update_readme(root / "README.md", {"results": readme_tables(load_records()), "notebooks": notebook_index(entries),
-                                      "profiles": profile_table(), "architectures": architecture_table()})
+    records = load_records()
+    update_readme(root / "README.md", {"results": readme_tables(records), "notebooks": notebook_index(entries), "profiles": profile_table(),
+                                      "architectures": architecture_table(), "runtimes": runtime_table(records, len(entries))})
 
 
 def _positive_int(text: str) -> int:
@@ -126,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="auto", help="smoke, quick, full or auto (default; DNIC_PROFILE overrides)")
     parser.add_argument("--only", default="*", help="glob on notebook names, e.g. '*mnist*'")
     parser.add_argument("--start-at", default=None, help="skip the notebooks before this name (resume a batch run)")
+    parser.add_argument("--skip-done", action="store_true", help="skip notebooks whose executed copy in notebooks/ already has this profile")
+    parser.add_argument("--stop-after", type=_positive_int, default=None,
+                        help="start no further notebook once this many seconds have passed (split a batch run across time-limited sessions)")
     parser.add_argument("--timeout", type=_positive_int, default=3600, help="per-cell execution timeout in seconds")
     parser.add_argument("--data-dir", default=None, help="offline data root (sets DNIC_DATA_DIR)")
     parser.add_argument("--force", action="store_true", help="let a lower profile overwrite a higher profile's notebooks")
@@ -160,6 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"dnic report: {len(items)} notebook(s), profile {profile}", flush=True)
     for n, item in enumerate(items, start=1):
         out = output_path(root, item, profile, args.force)
+        if args.skip_done and notebook_profile(root / "notebooks" / f"{item.name}.ipynb") == profile:
+            print(f"[{n}/{len(items)}] {item.name}: done in this profile, skipped (--skip-done)", flush=True)
+            continue
+        if args.stop_after and time.perf_counter() - start > args.stop_after:
+            print(f"[{n}/{len(items)}] stopping: {args.stop_after} s have passed (--stop-after); resume with --start-at {item.name} or --skip-done", flush=True)
+            break
         print(f"[{n}/{len(items)}] {item.name}", flush=True)
         t0 = time.perf_counter()
         try:
@@ -173,10 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         timings[item.name] = round(time.perf_counter() - t0, 1)
         kept = "" if out.parent == root / "notebooks" else f" (a higher profile's notebook is kept; output in {out.relative_to(root)})"
         print(f"    ok in {timings[item.name]} s{kept}", flush=True)
+    write_record(timing_record(profile, default_device(), timings, failures, time.perf_counter() - start, vars(args)))
     regenerate_readme(root)
-    write_record(make_record("report", "report-run", profile, {"only": args.only, "start_at": args.start_at}, {"notebook_seconds": timings},
-                             device=default_device(), data={}, seed=0,
-                             wall_time_s=time.perf_counter() - start, failures=failures))
     print(f"README tables regenerated; {len(timings)} ok, {len(failures)} failed, {time.perf_counter() - start:.0f} s in all", flush=True)
     for line in failures:
         print(f"  FAILED {line}", file=sys.stderr)

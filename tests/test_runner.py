@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from dnic_utils import runner
+from dnic_utils import report, runner
 from conftest import REPO_ROOT as REPO
 from dnic_utils.config import PROFILES, project_root
 from dnic_utils.data import DATASETS
@@ -114,6 +114,72 @@ def test_bad_selection_exits_with_2(capsys: pytest.CaptureFixture) -> None:
     assert "999_nothing" in err and "Fix:" in err and "00_data_exploration" in err
 
 
+OPTIONS = {"only": "*", "start_at": None, "skip_done": False, "stop_after": None}
+
+
+def test_timing_record_merges_the_notebooks_of_successive_calls(project_dir: Path) -> None:
+    first = runner.timing_record("full", "cpu", {"101_a": 10.0, "102_b": 20.0}, [], 31.0, OPTIONS)
+    runner.write_record(first)
+    second = runner.timing_record("full", "cpu", {"102_b": 25.0, "103_c": 5.0}, ["104_d: boom"], 31.0, OPTIONS)
+    assert second["name"] == "report-run-cpu" and second["failures"] == ["104_d: boom"]
+    notebooks = second["metrics"]["notebooks"]
+    assert {k: v["seconds"] for k, v in notebooks.items()} == {"101_a": 10.0, "102_b": 25.0, "103_c": 5.0}
+    assert notebooks["101_a"]["date"] == first["created"] and notebooks["103_c"]["date"] == second["created"]
+    assert second["metrics"]["total_s"] == 40.0
+    other = runner.timing_record("smoke", "cpu", {"101_a": 1.0}, [], 1.0, OPTIONS)  # another profile starts afresh
+    assert other["metrics"]["total_s"] == 1.0
+
+    gpu = {"type": "cuda", "name": "NVIDIA H100 80GB HBM3", "count": 1}
+    table = report.runtime_table([{**second, "device": gpu}, {**other, "device": {"type": "cpu", "name": "AMD EPYC", "threads": 2}}], planned=40)
+    smoke_row, full_row = table.splitlines()[2:4]
+    assert smoke_row.startswith("| `smoke` | CPU (AMD EPYC, 2 threads) | 1 of 40 |")
+    assert full_row.startswith("| `full` | NVIDIA H100 80GB HBM3 | 3 of 40 | 0.7 | `102_b` (25 s) |")
+    assert "No timed report runs" in report.runtime_table([], planned=40)
+
+
+@pytest.fixture
+def fake_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, list[str]]:
+    """A project of three planned notebooks whose execution only writes an executed notebook (no papermill), after 0.6 s."""
+    monkeypatch.setenv("DNIC_PROJECT_DIR", str(tmp_path))
+    monkeypatch.setenv("DNIC_PROFILE", "smoke")
+    monkeypatch.setenv("DNIC_QUIET", "1")
+    items = [runner.Planned(f"10{n}_mnist_lenet5", runner.TEMPLATE, {"arch": "lenet5", "dataset": "mnist"}, "# t") for n in range(3)]
+    ran: list[str] = []
+
+    def execute(root: Path, item: runner.Planned, profile: str, out: Path, timeout: int) -> None:
+        time.sleep(0.6)
+        write_notebook(out, profile)
+        ran.append(item.name)
+
+    monkeypatch.setattr(runner, "plan", lambda: items)
+    monkeypatch.setattr(runner, "execute", execute)
+    monkeypatch.setattr(runner, "regenerate_readme", lambda root: None)
+    return tmp_path, ran
+
+
+def test_skip_done_resumes_where_an_earlier_call_stopped(fake_batch: tuple[Path, list[str]], capsys: pytest.CaptureFixture) -> None:
+    root, ran = fake_batch
+    write_notebook(root / "notebooks" / "100_mnist_lenet5.ipynb", "smoke")  # done in this profile
+    write_notebook(root / "notebooks" / "101_mnist_lenet5.ipynb", "quick")  # another profile's: not done for smoke
+    assert runner.main(["--profile", "smoke", "--skip-done", "--force"]) == 0
+    assert ran == ["101_mnist_lenet5", "102_mnist_lenet5"]
+    assert "100_mnist_lenet5: done in this profile, skipped" in capsys.readouterr().out
+
+
+def test_stop_after_starts_no_notebook_past_the_limit(fake_batch: tuple[Path, list[str]], capsys: pytest.CaptureFixture) -> None:
+    root, ran = fake_batch
+    assert runner.main(["--profile", "smoke", "--stop-after", "1"]) == 0
+    assert ran == ["100_mnist_lenet5", "101_mnist_lenet5"]  # the second starts at 0.6 s, the third would start at 1.2 s
+    assert "stopping: 1 s have passed (--stop-after); resume with --start-at 102_mnist_lenet5" in capsys.readouterr().out
+    record = json.loads((root / "results" / "smoke" / "report-run-cpu.json").read_text())
+    assert set(record["metrics"]["notebooks"]) == set(ran) and record["config"]["stop_after"] == 1
+
+
+def readme_section(root: Path, name: str) -> str:
+    """The text between a README's generated-section markers."""
+    return (root / "README.md").read_text().split(f"<!-- dnic:{name}:start -->")[1].split(f"<!-- dnic:{name}:end -->")[0]
+
+
 def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -161,8 +227,9 @@ def test_the_runner_regenerates_notebooks_records_and_readme_in_smoke(data_root:
         assert not errors, f"{name} has error outputs"
     for path, digest in higher.items():  # a higher profile's committed notebook is never replaced by smoke
         assert sha(path) == digest, path
-    record = json.loads((root / "results" / "smoke" / "report-run.json").read_text())
-    assert record["failures"] == [] and set(record["metrics"]["notebook_seconds"]) == set(expected)
+    record = json.loads((root / "results" / "smoke" / "report-run-cpu.json").read_text())
+    assert record["failures"] == [] and set(record["metrics"]["notebooks"]) == set(expected)
+    assert "| `smoke` | CPU" in readme_section(root, "runtimes")
     for item in items[1:]:
         run_record = json.loads((root / "results" / "smoke" / f"{item.parameters['dataset']}-{item.parameters['arch']}.json").read_text())
         assert run_record["created"] >= time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(start - 1))
