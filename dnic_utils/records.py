@@ -50,7 +50,10 @@ CODE_PATHS = ("dnic_utils", "notebooks/templates", "benchmarks", "pyproject.toml
 
 
 def git_commit() -> str | None:
-    """The HEAD commit of the code that runs, with '-dirty' when it (not the generated outputs) has changed; None outside git."""
+    """The HEAD commit of the code that runs, with '-dirty' when it (not the generated outputs) has changed.
+
+    Outside a git checkout (a copy of the tree on a remote GPU machine) it is DNIC_GIT_COMMIT, else None.
+    """
     checkout = Path(__file__).resolve().parent.parent
     root = checkout if (checkout / ".git").exists() else project_root()
     try:
@@ -58,7 +61,7 @@ def git_commit() -> str | None:
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS],
                                cwd=root, capture_output=True, text=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return None
+        return os.environ.get("DNIC_GIT_COMMIT") or None
     return f"{sha}-dirty" if dirty else sha
 
 

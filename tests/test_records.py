@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -235,3 +236,19 @@ def test_update_readme_with_one_section_missing_changes_nothing(readme: Path) ->
     with pytest.raises(ValueError, match="dnic:figures:start"):
         report.update_readme(readme, {"results": "NEW\n", "figures": "NEW\n"})
     assert readme.read_text() == before
+
+
+def test_git_commit_names_the_checkout_head() -> None:
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(records.__file__).parent, capture_output=True, text=True).stdout.strip()
+    assert records.git_commit().removesuffix("-dirty") == head
+
+
+def test_git_commit_outside_git_comes_from_dnic_git_commit(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_git(*args: object, **kwargs: object) -> None:
+        raise FileNotFoundError("git")
+
+    monkeypatch.setattr(records.subprocess, "run", no_git)
+    monkeypatch.delenv("DNIC_GIT_COMMIT", raising=False)
+    assert records.git_commit() is None
+    monkeypatch.setenv("DNIC_GIT_COMMIT", "0123abc")
+    assert records.git_commit() == "0123abc"
