@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,14 @@ def test_time_to_accuracy_keeps_the_full_recipe_whatever_dnic_profile_says(monke
     full = speed.PROFILES["full"]
     assert (cfg.profile, cfg.epochs, cfg.batch_size) == ("full", 3, 512)
     assert (cfg.train_size, cfg.val_size, cfg.test_size, cfg.patience) == (full.train_size, full.val_size, full.test_size, full.patience)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["run", "svhn"], "error: unknown dataset 'svhn'."),
+    (["bundle"], "error: bundle needs a dataset."),
+    (["deploy"], "error: unknown command 'deploy'."),
+])
+def test_gpu_session_script_names_bad_input_and_the_fix(args: list[str], message: str, tmp_path: Path) -> None:
+    done = subprocess.run(["bash", str(REPO_ROOT / "benchmarks" / "gpu_session.sh"), *args], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.startswith(message) and "\nFix: " in done.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing installed, copied or packed
