@@ -87,6 +87,25 @@ def test_fit_writes_best_and_last_checkpoints(tmp_path: Path) -> None:
         assert torch.equal(value, weights[key]), key
 
 
+def test_checkpoints_are_written_at_most_every_interval_and_at_the_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    x, y = random_batch(48)
+    writes: list[str] = []
+    real_save = train.atomic_torch_save
+    monkeypatch.setattr(train, "atomic_torch_save", lambda obj, path: (writes.append(Path(path).name), real_save(obj, path)))
+    model = fresh_lenet()
+    history = fit(model, *loaders(x, y, 16), lenet_config(3, patience=10), tmp_path, checkpoint_every_s=3600)
+    assert writes == ["best.pt", "last.pt"]  # one write of each, after the last epoch
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 3
+    best = load_checkpoint(tmp_path / "best.pt")
+    for key, value in model.state_dict().items():  # the best epoch's weights, kept in memory until then
+        assert torch.equal(value, best[key]), key
+    assert max(history, key=lambda row: row["val_acc"])["epoch"] == load_checkpoint(tmp_path / "last.pt")["best_epoch"]
+
+    writes.clear()
+    fit(fresh_lenet(), *loaders(x, y, 16), lenet_config(3, patience=10), tmp_path / "every", checkpoint_every_s=0)
+    assert writes.count("last.pt") == 3 and 1 <= writes.count("best.pt") <= 3
+
+
 def test_corrupt_checkpoint_names_its_path(tmp_path: Path) -> None:
     path = tmp_path / "last.pt"
     path.write_bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0), dtype=torch.uint8).numpy().tobytes())
@@ -151,7 +170,7 @@ def interrupted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     with monkeypatch.context() as m:
         interrupt_at(2, calls, m)
         with pytest.raises(Interrupted):
-            fit(fresh_lenet(), *loaders(x, y, 16), cfg, tmp_path)
+            fit(fresh_lenet(), *loaders(x, y, 16), cfg, tmp_path, checkpoint_every_s=0)  # a checkpoint after every epoch
     assert calls == ["epoch 1/2", "epoch 2/2"]
     saved = load_checkpoint(tmp_path / "last.pt")
     assert saved["epoch"] == 1 and saved["finished"] is False and len(saved["history"]) == 1
