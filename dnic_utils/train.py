@@ -157,8 +157,9 @@ def fit(
 ) -> list[dict]:
     """Train with early stopping on validation; keep best.pt and last.pt (resumed if unfinished, same config and data).
 
-    The best weights are kept in memory and both files are written together, at most every checkpoint_every_s
-    seconds and after the last epoch: an interrupted run loses at most that much training.
+    The best weights are kept in memory; best.pt (those weights with their epoch and validation accuracy) and last.pt
+    are written together after an epoch that ends checkpoint_every_s or more after the previous write, and after the
+    last epoch: an interrupted run loses at most that interval plus the epoch in progress.
     """
     checkpoint_dir = Path(checkpoint_dir)
     if cfg.device.startswith("cuda"):
@@ -172,13 +173,16 @@ def fit(
     best_weights, best_unsaved = None, False
     if resume and last.is_file():
         saved = load_checkpoint(last, cfg.device)
-        if saved.get("config") == cfg.to_dict() and saved.get("data_id") == data_id and not saved.get("finished"):
+        same_run = saved.get("config") == cfg.to_dict() and saved.get("data_id") == data_id and not saved.get("finished")
+        # best.pt is written just before last.pt: after a crash between the two they disagree, and the run starts over
+        best_saved = load_checkpoint(best, cfg.device) if same_run and best.is_file() else {}
+        if same_run and best_saved.get("epoch") == saved["best_epoch"]:
             model.load_state_dict(saved["model"])
             optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
             train.generator.set_state(saved["generator"].to(train.generator.get_state().device))
             state = {k: saved[k] for k in state}
-            best_weights = load_checkpoint(best, cfg.device)  # written together with last.pt
+            best_weights = best_saved["model"]
     saved_at = time.monotonic()
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
         row = _train_epoch(model, train, optimizer, scheduler, scaler, cfg, amp, f"epoch {epoch}/{cfg.epochs}")
@@ -195,7 +199,7 @@ def fit(
         finished = stop or epoch == cfg.epochs
         if finished or time.monotonic() - saved_at >= checkpoint_every_s:
             if best_unsaved:
-                atomic_torch_save(best_weights, best)
+                atomic_torch_save({"epoch": state["best_epoch"], "val_acc": state["best_acc"], "model": best_weights}, best)
                 best_unsaved = False
             atomic_torch_save(
                 {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),

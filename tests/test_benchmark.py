@@ -129,6 +129,10 @@ def test_time_to_accuracy_keeps_the_full_recipe_whatever_dnic_profile_says(monke
     (["run", "svhn"], "error: unknown dataset 'svhn'."),
     (["bundle"], "error: bundle needs a dataset."),
     (["deploy"], "error: unknown command 'deploy'."),
+    (["run", "mnist", "--speed"], "error: STOP_AFTER_SECONDS must be a whole number of seconds, got '--speed'."),
+    (["run", "mnist", "300", "9m"], "error: LIMIT_SECONDS must be a whole number of seconds, got '9m'."),
+    (["run", "mnist"], "error: no wheels in .whl/."),
+    (["speed"], "error: the speed benchmark needs CIFAR-10 in .data/."),
 ])
 def test_gpu_session_script_names_bad_input_and_the_fix(args: list[str], message: str, tmp_path: Path) -> None:
     done = subprocess.run(["bash", str(REPO_ROOT / "benchmarks" / "gpu_session.sh"), *args], cwd=tmp_path, capture_output=True, text=True)

@@ -121,7 +121,7 @@ def test_timing_record_merges_the_notebooks_of_successive_calls(project_dir: Pat
     first = runner.timing_record("full", "cpu", {"101_a": 10.0, "102_b": 20.0}, [], 31.0, OPTIONS)
     runner.write_record(first)
     second = runner.timing_record("full", "cpu", {"102_b": 25.0, "103_c": 5.0}, ["104_d: boom"], 31.0, OPTIONS)
-    assert second["name"] == "report-run-cpu" and second["failures"] == ["104_d: boom"]
+    assert second["name"].startswith("report-run-cpu-") and second["name"].endswith("-threads") and second["failures"] == ["104_d: boom"]
     notebooks = second["metrics"]["notebooks"]
     assert {k: v["seconds"] for k, v in notebooks.items()} == {"101_a": 10.0, "102_b": 25.0, "103_c": 5.0}
     assert notebooks["101_a"]["date"] == first["created"] and notebooks["103_c"]["date"] == second["created"]
@@ -171,7 +171,7 @@ def test_stop_after_starts_no_notebook_past_the_limit(fake_batch: tuple[Path, li
     assert runner.main(["--profile", "smoke", "--stop-after", "1"]) == 0
     assert ran == ["100_mnist_lenet5", "101_mnist_lenet5"]  # the second starts at 0.6 s, the third would start at 1.2 s
     assert "stopping: 1 s have passed (--stop-after); resume with --start-at 102_mnist_lenet5" in capsys.readouterr().out
-    record = json.loads((root / "results" / "smoke" / "report-run-cpu.json").read_text())
+    [record] = [json.loads(p.read_text()) for p in (root / "results" / "smoke").glob("report-run-cpu-*.json")]
     assert set(record["metrics"]["notebooks"]) == set(ran) and record["config"]["stop_after"] == 1
 
 
@@ -227,7 +227,7 @@ def test_the_runner_regenerates_notebooks_records_and_readme_in_smoke(data_root:
         assert not errors, f"{name} has error outputs"
     for path, digest in higher.items():  # a higher profile's committed notebook is never replaced by smoke
         assert sha(path) == digest, path
-    record = json.loads((root / "results" / "smoke" / "report-run-cpu.json").read_text())
+    [record] = [json.loads(p.read_text()) for p in (root / "results" / "smoke").glob("report-run-cpu-*.json")]
     assert record["failures"] == [] and set(record["metrics"]["notebooks"]) == set(expected)
     assert "| `smoke` | CPU" in readme_section(root, "runtimes")
     for item in items[1:]:

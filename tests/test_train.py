@@ -72,7 +72,8 @@ def test_fit_writes_best_and_last_checkpoints(tmp_path: Path) -> None:
     assert best.is_file() and last.is_file()
     assert not list(tmp_path.glob("*.tmp"))  # atomic saves leave no temporary files
 
-    weights = load_checkpoint(best)
+    best_saved = load_checkpoint(best)
+    weights = best_saved["model"]
     state = load_checkpoint(last)
     reloaded = build_model("lenet5", 10, 1, 28)
     reloaded.load_state_dict(weights)
@@ -82,9 +83,15 @@ def test_fit_writes_best_and_last_checkpoints(tmp_path: Path) -> None:
     assert state["epoch"] == len(history) == len(state["history"])
     assert state["history"] == history
     best_row = max(history, key=lambda row: row["val_acc"])
-    assert state["best_epoch"] == best_row["epoch"] and state["best_acc"] == best_row["val_acc"]
+    assert state["best_epoch"] == best_row["epoch"] == best_saved["epoch"] and state["best_acc"] == best_row["val_acc"] == best_saved["val_acc"]
     for key, value in model.state_dict().items():  # fit leaves the model with the best epoch's weights
         assert torch.equal(value, weights[key]), key
+
+
+def stub_val_accuracy(accs: list[float], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make fit's validation report these accuracies, one per epoch."""
+    values = iter(accs)
+    monkeypatch.setattr(train, "evaluate", lambda model, loader, amp=None: {**evaluate(model, loader, amp), "acc": next(values)})
 
 
 def test_checkpoints_are_written_at_most_every_interval_and_at_the_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -92,18 +99,24 @@ def test_checkpoints_are_written_at_most_every_interval_and_at_the_end(tmp_path:
     writes: list[str] = []
     real_save = train.atomic_torch_save
     monkeypatch.setattr(train, "atomic_torch_save", lambda obj, path: (writes.append(Path(path).name), real_save(obj, path)))
+    stub_val_accuracy([0.9, 0.5, 0.5], monkeypatch)
+    weights: list[dict] = []
+    count_epochs([], monkeypatch, weights)
     model = fresh_lenet()
-    history = fit(model, *loaders(x, y, 16), lenet_config(3, patience=10), tmp_path, checkpoint_every_s=3600)
+    fit(model, *loaders(x, y, 16), lenet_config(3, patience=10), tmp_path, checkpoint_every_s=3600)
     assert writes == ["best.pt", "last.pt"]  # one write of each, after the last epoch
     assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 3
     best = load_checkpoint(tmp_path / "best.pt")
-    for key, value in model.state_dict().items():  # the best epoch's weights, kept in memory until then
-        assert torch.equal(value, best[key]), key
-    assert max(history, key=lambda row: row["val_acc"])["epoch"] == load_checkpoint(tmp_path / "last.pt")["best_epoch"]
+    assert best["epoch"] == 1 and best["val_acc"] == 0.9
+    after_epoch_1 = weights[1]  # the weights epoch 2 started from
+    for key, value in model.state_dict().items():  # a copy of epoch 1's weights, kept in memory, not the live ones of epoch 3
+        assert torch.equal(value, after_epoch_1[key]) and torch.equal(best["model"][key], value), key
+    assert any(not torch.equal(load_checkpoint(tmp_path / "last.pt")["model"][k], v) for k, v in after_epoch_1.items())
 
     writes.clear()
+    stub_val_accuracy([0.1, 0.2, 0.3], monkeypatch)
     fit(fresh_lenet(), *loaders(x, y, 16), lenet_config(3, patience=10), tmp_path / "every", checkpoint_every_s=0)
-    assert writes.count("last.pt") == 3 and 1 <= writes.count("best.pt") <= 3
+    assert writes == ["best.pt", "last.pt"] * 3  # every epoch improves: both files after each
 
 
 def test_corrupt_checkpoint_names_its_path(tmp_path: Path) -> None:
@@ -192,6 +205,32 @@ def test_interrupted_run_resumes_at_the_next_epoch(interrupted_run, tmp_path: Pa
     assert final["finished"] is True and final["epoch"] == 2 and final["history"] == history
 
 
+def test_resume_keeps_a_best_epoch_from_before_the_interruption(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    x, y = random_batch(48)
+    cfg = lenet_config(2, patience=10)
+    stub_val_accuracy([0.9, 0.5], monkeypatch)  # epoch 1 is the best; epoch 2, run after the resume, is worse
+    with monkeypatch.context() as m:
+        interrupt_at(2, [], m)
+        with pytest.raises(Interrupted):
+            fit(fresh_lenet(), *loaders(x, y, 16), cfg, tmp_path, checkpoint_every_s=0)
+    epoch_1 = load_checkpoint(tmp_path / "best.pt")["model"]
+    model = fresh_lenet()
+    history = fit(model, *loaders(x, y, 16), cfg, tmp_path)
+    assert [row["val_acc"] for row in history] == [0.9, 0.5]
+    for key, value in model.state_dict().items():  # the model ends with epoch 1's weights, read back from best.pt
+        assert torch.equal(value, epoch_1[key]), key
+
+
+def test_best_and_last_checkpoints_that_disagree_start_the_run_over(interrupted_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    x, y, cfg, _ = interrupted_run
+    best = load_checkpoint(tmp_path / "best.pt")
+    train.atomic_torch_save({**best, "epoch": 2}, tmp_path / "best.pt")  # as if the run died between writing best.pt and last.pt
+    calls: list[str] = []
+    count_epochs(calls, monkeypatch)
+    fit(fresh_lenet(), *loaders(x, y, 16), cfg, tmp_path)
+    assert calls == ["epoch 1/2", "epoch 2/2"]
+
+
 def test_resumed_schedule_continues_where_it_stopped(interrupted_run, tmp_path: Path) -> None:
     x, y, cfg, _ = interrupted_run
     resumed = fit(fresh_lenet(), *loaders(x, y, 16), cfg, tmp_path)
@@ -230,9 +269,7 @@ def test_finished_run_is_not_resumed(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_early_stopping_after_patience_epochs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     x, y = random_batch(32)
     cfg = lenet_config(6, patience=2)
-    accs = iter([0.5, 0.6, 0.6, 0.55, 0.9, 0.9])
-    real_evaluate = train.evaluate
-    monkeypatch.setattr(train, "evaluate", lambda model, loader, amp=None: {**real_evaluate(model, loader, amp), "acc": next(accs)})
+    stub_val_accuracy([0.5, 0.6, 0.6, 0.55, 0.9, 0.9], monkeypatch)
     history = fit(fresh_lenet(), *loaders(x, y, 16), cfg, tmp_path)
     assert [row["val_acc"] for row in history] == [0.5, 0.6, 0.6, 0.55]  # two epochs without improvement: stop
     state = load_checkpoint(tmp_path / "last.pt")
