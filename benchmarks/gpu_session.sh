@@ -85,7 +85,7 @@ run() {
     seconds STOP_AFTER_SECONDS "$stop"
     seconds LIMIT_SECONDS "$limit"
     setup
-    trap 'pack "$dataset"' EXIT
+    trap "pack $dataset" EXIT  # $dataset is one of FOLDER's keys: safe unquoted
     timeout "$limit" python3 -m dnic_utils.runner --profile full --only "[0-9][0-9][0-9]_${dataset}_*" --skip-done --stop-after "$stop" \
         || status=$?
     [[ $status -ne 124 ]] || echo "stopped at $limit s (LIMIT_SECONDS): the notebook then running is lost; the next call resumes with it"

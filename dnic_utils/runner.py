@@ -197,11 +197,12 @@ def main(argv: list[str] | None = None) -> int:
             detail = f"{getattr(err, 'ename', type(err).__name__)}: {getattr(err, 'evalue', err)}"
             failures.append(f"{item.name} (cell [{cell}]): {detail}" if cell is not None else f"{item.name}: {detail}")
             print(f"    FAILED after {time.perf_counter() - t0:.1f} s", flush=True)
-            continue
-        timings[item.name] = round(time.perf_counter() - t0, 1)
-        kept = "" if out.parent == root / "notebooks" else f" (a higher profile's notebook is kept; output in {out.relative_to(root)})"
-        print(f"    ok in {timings[item.name]} s{kept}", flush=True)
-    write_record(timing_record(profile, default_device(), timings, failures, time.perf_counter() - start, vars(args)))
+        else:
+            timings[item.name] = round(time.perf_counter() - t0, 1)
+            kept = "" if out.parent == root / "notebooks" else f" (a higher profile's notebook is kept; output in {out.relative_to(root)})"
+            print(f"    ok in {timings[item.name]} s{kept}", flush=True)
+        # after every notebook, so that a batch stopped from outside keeps the times of those that finished
+        write_record(timing_record(profile, default_device(), timings, failures, time.perf_counter() - start, vars(args)))
     regenerate_readme(root)
     print(f"README tables regenerated; {len(timings)} ok, {len(failures)} failed, {time.perf_counter() - start:.0f} s in all", flush=True)
     for line in failures:
