@@ -416,3 +416,15 @@ def test_flip_tta_averages_the_logits_of_each_image_and_its_mirror() -> None:
         expected = ((model(xs) + model(xs.flip(-1))) / 2).argmax(1)
     assert torch.equal(tta["y_pred"], expected) and torch.equal(tta["y_true"], y)
     assert not torch.equal(plain["y_pred"], expected)  # the mirror images change some predictions here
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    ({"_is_avx512_bf16_supported": True, "_is_amx_tile_supported": False}, torch.bfloat16),
+    ({"_is_avx512_bf16_supported": False, "_is_amx_tile_supported": True}, torch.bfloat16),
+    ({"_is_avx512_bf16_supported": False, "_is_amx_tile_supported": False}, None),  # plain AVX512: bf16 only emulated, slower
+])
+def test_auto_precision_on_cpu_is_bf16_only_where_native(monkeypatch: pytest.MonkeyPatch, flags: dict, expected: torch.dtype | None) -> None:
+    for name, value in flags.items():
+        monkeypatch.setattr(torch.cpu, name, lambda value=value: value, raising=False)
+    assert train.amp_dtype("auto", "cpu") == expected
+    assert train.amp_dtype("off", "cpu") is None and train.amp_dtype("bf16", "cpu") == torch.bfloat16  # explicit modes are obeyed
