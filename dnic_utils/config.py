@@ -158,7 +158,7 @@ def make_config(
     for name, value, allowed in (("optimizer", optimizer, OPTIMIZERS), ("schedule", schedule, SCHEDULES), ("amp", amp, AMP_MODES)):
         if value not in allowed:
             raise DnicError(f"Unknown {name} {value!r}.", f"set `{name}` to one of {', '.join(allowed)}.")
-    if lr is not None and not (isinstance(lr, (int, float)) and 0 < lr < 10):
+    if lr is not None and (isinstance(lr, bool) or not (isinstance(lr, (int, float)) and 0 < lr < 10)):
         raise DnicError(f"Learning rate `lr` must be in (0, 10), got {lr!r}.", "set `lr` to a small positive number such as 0.05, or None for the default.")
     if not isinstance(label_smoothing, (int, float)) or not 0 <= label_smoothing < 1:
         raise DnicError(f"`label_smoothing` must be a number in [0, 1), got {label_smoothing!r}.", "use a value such as 0.1.")

@@ -57,7 +57,7 @@ _IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"), "
 def dataset_info(name: str) -> DatasetInfo:
     """The DatasetInfo for a name such as 'mnist', 'fashion-mnist' or 'cifar10'."""
     key = name.lower().replace("-", "_") if isinstance(name, str) else name
-    if key not in DATASETS:
+    if not isinstance(key, str) or key not in DATASETS:
         raise DnicError(f"Unknown dataset {name!r}.", f"use one of: {', '.join(DATASETS)}.")
     return DATASETS[key]
 
@@ -212,8 +212,9 @@ def _find_source(info: DatasetInfo, root: Path | None) -> tuple[str, list[Path],
         return None
     if info.key == "cifar10":
         batches = root / info.folder
-        if batches.is_dir():
-            return "cifar-10-batches-py", sorted(p for p in batches.iterdir() if p.is_file()), False
+        files = sorted(p for p in batches.iterdir() if p.is_file()) if batches.is_dir() else []
+        if files:  # an empty folder is no copy
+            return "cifar-10-batches-py", files, False
         archives = sorted((root / "CIFAR10-JPEG").glob("*.tar.gz"))
         if archives:
             return "CIFAR10-JPEG", archives[:1], True

@@ -1,5 +1,7 @@
 """The one exception type the package raises for bad input, and its brief display in notebooks."""
 
+from __future__ import annotations
+
 
 class DnicError(ValueError):
     """A problem the user can fix; the message names the problem and the fix."""
@@ -20,7 +22,8 @@ def show_briefly() -> None:
     if shell is None:
         return
 
-    def handler(shell, etype, value, tb, tb_offset=None):
+    def handler(shell: object, etype: type, value: BaseException, tb: object, tb_offset: int | None = None) -> None:
+        """Show the error's type and message alone."""
         shell.showtraceback((etype, value, tb), exception_only=True)  # still an error output, so papermill stops
 
     shell.set_custom_exc((DnicError,), handler)

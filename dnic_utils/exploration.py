@@ -21,7 +21,6 @@ class Study:
     """The datasets of the exploration, each decoded (or read from the cache) once."""
 
     raw: dict[str, RawData]
-    data_dir: str | None = None
     started: float = field(default_factory=time.perf_counter)
 
     def items(self) -> list[tuple[DatasetInfo, RawData, str]]:
@@ -94,7 +93,7 @@ class Study:
 
 def load(datasets: list[str], data_dir: str | None = None) -> Study:
     """Decode (or read from the cache) each dataset once for the study."""
-    return Study({dataset_info(name).key: load_raw(name, data_dir) for name in datasets}, data_dir)
+    return Study({dataset_info(name).key: load_raw(name, data_dir) for name in datasets})
 
 
 def discussion(stats: pd.DataFrame) -> str:

@@ -26,6 +26,11 @@ def device_label(info: dict) -> str:
     return info["name"] if info["type"] == "cuda" else f"CPU ({info['name']}, {info['threads']} threads)"
 
 
+def device_slug(device: str) -> str:
+    """The device model as a file-name part, e.g. 'nvidia-h100-80gb-hbm3': records of one model never replace another's."""
+    return re.sub(r"[^a-z0-9]+", "-", device_label(device_info(device)).lower()).strip("-")
+
+
 def run_header(profile: str, device: str) -> str:
     """The line every notebook shows at its top: profile, device, versions and date."""
     v = versions()
@@ -86,8 +91,8 @@ def discussion(exp: "Experiment") -> str:
         lines.append(f"The learned branch weights, averaged over {weights.attrs['images']} validation images, are {listed} "
                      f"(uniform would be {1 / means.shape[1]:.2f} each); they vary across images by a standard deviation of up to "
                      f"{weights['std across images'].max():.3f}, which is how much the weighting adapts to the input.")
-    peers = [r for r in load_records() if r["kind"] == "train" and r["profile"] == cfg.profile
-             and r["config"]["dataset"] == cfg.dataset and r["config"]["arch"] != cfg.arch]
+    peers = [r for r in load_records() if r["kind"] == "train" and r["profile"] == cfg.profile and not r["config"].get("variant")
+             and r["config"]["dataset"] == cfg.dataset and r["config"]["arch"] != cfg.arch]  # runs with other parameters are not the report's
     if peers:
         listed = ", ".join(f"{r['arch_title']} {100 * r['metrics']['test_acc']:.2f}%" for r in sorted(peers, key=lambda r: -r["metrics"]["test_acc"]))
         lines.append(f"For comparison, in the same `{cfg.profile}` profile: {listed}.")
@@ -136,11 +141,12 @@ def readme_tables(records: list[dict]) -> str:
         if table.empty:
             continue
         sources = {r["data"]["title"] for (d, _), r in best_records(records).items() if d == key}
-        parts.append(f"#### {' / '.join(sorted(sources))}\n\n{table.to_markdown(index=False)}\n")
+        parts.append(f"#### {' / '.join(sorted(sources))}\n\n{table.to_markdown(index=False, disable_numparse=True)}\n")
     if not parts:
         return "_No run records yet: run the report command below._\n"
-    note = ("Train loss and accuracy are running means over the selected epoch, with augmentation; test metrics are from one "
-            "evaluation of the validation-selected weights. `smoke` and `quick` rows are pipeline checks, not the report's numbers.\n")
+    note = ("Train loss and accuracy are running means over the selected epoch, on augmented batches and with label smoothing (which keeps "
+            "that loss well above zero), so they are not comparable with the test columns; test metrics are from one evaluation of the "
+            "validation-selected weights. `smoke` and `quick` rows are pipeline checks, not the report's numbers.\n")
     return "\n".join(parts) + "\n" + note
 
 

@@ -10,7 +10,6 @@ import argparse
 import fnmatch
 import math
 import os
-import re
 import sys
 import time
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from .config import PROFILES, default_device, project_root, resolve_profile
 from .data import DATASETS
 from .errors import DnicError
 from .models import REGISTRY, model_spec
-from .records import device_info, load_records, make_record, write_record
+from .records import load_records, make_record, write_record
 
 TEMPLATE = Path("notebooks/templates/model.ipynb")
 
@@ -108,10 +107,9 @@ def execute(root: Path, item: Planned, profile: str, out: Path, timeout: int) ->
 
 def timing_record(profile: str, device: str, timings: dict[str, float], failures: list[str], wall_time_s: float, options: dict) -> dict:
     """The report-run record of a profile and device model: this call's notebook times merged into those of earlier calls."""
-    from .report import device_label
+    from .report import device_slug
 
-    # one record per device model: an H100's times stay apart from an H200's
-    name = "report-run-" + re.sub(r"[^a-z0-9]+", "-", device_label(device_info(device)).lower()).strip("-")
+    name = f"report-run-{device_slug(device)}"  # one record per device model: an H100's times stay apart from an H200's
     earlier = [r for r in load_records() if r["kind"] == "report" and r["name"] == name and r["profile"] == profile]
     notebooks = dict(earlier[-1]["metrics"]["notebooks"]) if earlier else {}
     record = make_record("report", name, profile, {k: options[k] for k in ("only", "start_at", "skip_done", "stop_after")}, {},

@@ -180,7 +180,8 @@ def fit(
     best_weights, best_unsaved = None, False
     if resume and last.is_file():
         saved = load_checkpoint(last, cfg.device)
-        same_run = saved.get("config") == cfg.to_dict() and saved.get("data_id") == data_id and not saved.get("finished")
+        same_run = (saved.get("config") == cfg.to_dict() and saved.get("data_id") == data_id and not saved.get("finished")
+                    and "rng" in saved)  # a checkpoint from before the random states were saved starts over
         # best.pt is written just before last.pt: after a crash between the two they disagree, and the run starts over
         best_saved = load_checkpoint(best, cfg.device) if same_run and best.is_file() else {}
         if same_run and best_saved.get("epoch") == saved["best_epoch"]:
@@ -188,6 +189,10 @@ def fit(
             optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
             train.generator.set_state(saved["generator"].to(train.generator.get_state().device))
+            scaler.load_state_dict(saved["scaler"])
+            torch.set_rng_state(saved["rng"])  # dropout draws from the global generators
+            if cfg.device.startswith("cuda"):
+                torch.cuda.set_rng_state_all(saved["cuda_rng"])
             state = {k: saved[k] for k in state}
             best_weights = best_saved["model"]
     saved_at = time.monotonic()
@@ -210,7 +215,9 @@ def fit(
                 best_unsaved = False
             atomic_torch_save(
                 {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                 "generator": train.generator.get_state(), "config": cfg.to_dict(), "data_id": data_id, "finished": finished, **state},
+                 "generator": train.generator.get_state(), "scaler": scaler.state_dict(), "rng": torch.get_rng_state(),
+                 "cuda_rng": torch.cuda.get_rng_state_all() if cfg.device.startswith("cuda") else [],
+                 "config": cfg.to_dict(), "data_id": data_id, "finished": finished, **state},
                 last,
             )
             saved_at = time.monotonic()

@@ -12,6 +12,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from dnic_utils.records import REQUIRED_KEYS, make_record, write_record
+from dnic_utils.report import device_slug
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("speed", REPO_ROOT / "benchmarks" / "speed.py")
@@ -40,7 +41,7 @@ def test_tiny_run_writes_one_record_and_regenerates_results(fixture_data: Path, 
 
     [path] = (project_dir / "results").glob("*/bench-speed-*.json")
     rec = json.loads(path.read_text())
-    assert set(REQUIRED_KEYS) <= set(rec) and rec["kind"] == "benchmark" and rec["name"] == f"bench-speed-{speed.default_device()}"
+    assert set(REQUIRED_KEYS) <= set(rec) and rec["kind"] == "benchmark" and rec["name"] == f"bench-speed-{device_slug(speed.default_device())}"
     assert set(rec["config"]) == set(rec["metrics"]) == {"pipeline", "time_to_accuracy", "mfu"}
     assert rec["data"]["cifar10"]["title"] == "CIFAR-10 (JPEG q75 copy)"
     pipe = rec["metrics"]["pipeline"]["lenet5"]

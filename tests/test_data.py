@@ -315,6 +315,14 @@ def test_incomplete_idx_folder_is_not_taken_for_a_copy(fixture_root: Path, tmp_p
     assert_fixable(err, "holds no copy of MNIST", "MNIST/raw/")
 
 
+def test_empty_cifar_batches_folder_is_not_taken_for_a_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "root" / "cifar-10-batches-py").mkdir(parents=True)
+    monkeypatch.setenv("DNIC_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(DnicError) as err:
+        load_raw("cifar10", tmp_path / "root")
+    assert_fixable(err, "holds no copy of CIFAR-10", "cifar-10-batches-py/ or CIFAR10-JPEG/*.tar.gz")
+
+
 @pytest.fixture
 def idx_copy(fixture_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A writable copy of the fixture's MNIST folder (damage only the copy)."""

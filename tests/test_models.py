@@ -70,6 +70,19 @@ def test_small_image_models_keep_parameter_counts_small() -> None:
     assert model_size(build_model("resnet18", 10, 1, 28))["params"] == resnet - 2 * 64 * 9  # 1-channel stem
 
 
+@pytest.mark.parametrize("arch", ["vgg16", "vgg19"])
+@pytest.mark.parametrize(("channels", "size"), [(1, 28), (3, 32)])
+def test_every_vgg_parameter_learns_on_small_images(arch: str, channels: int, size: int) -> None:
+    torch.manual_seed(0)
+    model = build_model(arch, 10, channels, size)
+    model(torch.randn(4, channels, size, size)).sum().backward()
+    dead = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum(dim=tuple(range(1, p.ndim))).all()]
+    assert dead == []  # no filter, and no whole slice of one, is cut off from the data (1×1 maps would leave 8 of 9 taps idle)
+    for name, p in model.named_parameters():
+        if p.ndim == 4 and p.shape[-1] == 3:
+            assert (p.grad.abs().sum(dim=(0, 1)) > 0).all(), f"{name}: a 3×3 tap never sees data"
+
+
 # The published ImageNet sizes (1000 classes, 3×224×224; 3×299×299 for Inception v3), with batch-norm VGGs and no aux heads.
 IMAGENET_PARAMS = [
     ("vgg16", 224, 138_365_992), ("vgg19", 224, 143_678_248), ("resnet18", 224, 11_689_512), ("resnet50", 224, 25_557_032),

@@ -219,6 +219,16 @@ def test_update_readme_replaces_several_sections(readme: Path) -> None:
     assert text.startswith("# Title\n\nIntro text.\n\n") and text.endswith("\n\nKeep me.\n")
 
 
+def test_readme_tables_keep_the_formatted_numbers() -> None:
+    rec = train_record("mnist", "lenet5", test_acc=0.9)
+    rec["metrics"].update(train_loss=0.49, test_loss=2.7e12)  # a diverged smoke run must not turn into scientific notation
+    text = report.readme_tables([rec])
+    row = next(line for line in text.splitlines() if line.startswith("| LeNet-5"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[RESULT_COLUMNS.index("train loss")] == "0.490" and cells[RESULT_COLUMNS.index("test acc (%)")] == "90.00"
+    assert cells[RESULT_COLUMNS.index("test loss")] == "2700000000000.000"
+
+
 def test_readme_tables_without_records() -> None:
     assert "No run records yet" in report.readme_tables([])
 

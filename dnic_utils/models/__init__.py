@@ -46,7 +46,7 @@ REGISTRY: dict[str, ModelSpec] = {
 
 def model_spec(name: str) -> ModelSpec:
     """The registry entry for a name, or a clear error listing the valid names."""
-    if name not in REGISTRY:
+    if not isinstance(name, str) or name not in REGISTRY:
         raise DnicError(f"Unknown architecture {name!r}.", f"use one of: {', '.join(REGISTRY)}.")
     return REGISTRY[name]
 

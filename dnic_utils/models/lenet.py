@@ -1,5 +1,6 @@
 """LeNet-5 (LeCun et al., 1998), with ReLU and max-pooling in place of the original squashing and subsampling."""
 
+import torch
 from torch import nn
 
 SUMMARY = (
@@ -31,6 +32,6 @@ class LeNet5(nn.Module):
             nn.Linear(120, 84), nn.ReLU(inplace=True), nn.Linear(84, num_classes),
         )
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for a batch of images."""
         return self.classifier(self.features(x))

@@ -19,24 +19,20 @@ LOOK_FOR = (
 
 def _vgg(cfg: str, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
     """torchvision's VGG-BN of the given configuration, with a small-image head below 64 pixels."""
-    if image_size >= 64:
-        model = tv_vgg.VGG(tv_vgg.make_layers(tv_vgg.cfgs[cfg], batch_norm=True), num_classes=num_classes)
-    else:
+    model = tv_vgg.VGG(tv_vgg.make_layers(tv_vgg.cfgs[cfg], batch_norm=True), num_classes=num_classes)
+    if image_size < 64:
         # CIFAR/MNIST adaptation: the ImageNet head (7×7 pooling into 4096-wide layers, 120M parameters) is
         # replaced by global average pooling and one linear layer, as in the usual CIFAR VGG.
-        model = tv_vgg.VGG(tv_vgg.make_layers(tv_vgg.cfgs[cfg], batch_norm=True), num_classes=num_classes)
         model.avgpool = nn.AdaptiveAvgPool2d(1)
         model.classifier = nn.Linear(512, num_classes)
-        # MNIST adaptation: 28×28 reaches 1×1 after four poolings, so a pooling that would empty the map is dropped.
-        side = image_size
-        for i, layer in enumerate(model.features):
-            if isinstance(layer, nn.MaxPool2d):
-                if side < 2:
-                    model.features[i] = nn.Identity()
-                else:
-                    side //= 2
-    if in_channels != 3:
-        model.features[0] = nn.Conv2d(in_channels, 64, kernel_size=3, padding=1)  # grey input: one input channel
+    # MNIST adaptation: below 32 pixels the first convolution zero-pads the image up to 32×32 (as LeNet-5's does), so
+    # the last stage runs on 2×2 maps, as for CIFAR-10. Left at 28×28, four poolings reach 1×1, where a padded 3×3
+    # convolution uses only its centre tap: 43% of VGG16's parameters would never receive a gradient.
+    pad = 1 + max(0, 32 - image_size + 1) // 2
+    if in_channels != 3 or pad != 1:  # grey input: one input channel
+        model.features[0] = nn.Conv2d(in_channels, 64, kernel_size=3, padding=pad)
+        nn.init.kaiming_normal_(model.features[0].weight, mode="fan_out", nonlinearity="relu")  # torchvision's VGG init
+        nn.init.zeros_(model.features[0].bias)
     return model
 
 
