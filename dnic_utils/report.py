@@ -128,7 +128,7 @@ def results_table(records: list[dict], dataset: str) -> pd.DataFrame:
             "train acc (%)": f"{100 * m['train_acc']:.2f}", "test acc (%)": f"{100 * m['test_acc']:.2f}",
             "macro P (%)": f"{100 * m['macro_precision']:.2f}", "macro R (%)": f"{100 * m['macro_recall']:.2f}", "macro F1 (%)": f"{100 * m['macro_f1']:.2f}",
             "MFLOPs/img": f"{m['flops'] / 1e6:,.1f}", "train time (s)": f"{m['train_time_s']:.1f}", "images/s": f"{m['images_per_s']:,.0f}",
-            "device": device_label(r["device"]), "date": r["created"][:10],
+            "device": device_label(r["device"]), "precision": m["amp"], "date": r["created"][:10],
         })
     return pd.DataFrame(rows)
 
@@ -141,7 +141,9 @@ def readme_tables(records: list[dict]) -> str:
         if table.empty:
             continue
         sources = {r["data"]["title"] for (d, _), r in best_records(records).items() if d == key}
-        parts.append(f"#### {' / '.join(sorted(sources))}\n\n{table.to_markdown(index=False, disable_numparse=True)}\n")
+        # the cells are already formatted: tabulate must not re-parse them, only right-align the numeric columns
+        align = ["left" if c in ("model", "profile", "device", "precision", "date") else "right" for c in table.columns]
+        parts.append(f"#### {' / '.join(sorted(sources))}\n\n{table.to_markdown(index=False, disable_numparse=True, colalign=align)}\n")
     if not parts:
         return "_No run records yet: run the report command below._\n"
     note = ("Train loss and accuracy are running means over the selected epoch, on augmented batches and with label smoothing (which keeps "

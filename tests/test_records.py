@@ -166,7 +166,7 @@ def test_best_records_leaves_out_runs_with_non_default_parameters() -> None:
 
 
 RESULT_COLUMNS = ["model", "profile", "size (MB)", "trainable params", "train loss", "test loss", "train acc (%)", "test acc (%)",
-                  "macro P (%)", "macro R (%)", "macro F1 (%)", "MFLOPs/img", "train time (s)", "images/s", "device", "date"]
+                  "macro P (%)", "macro R (%)", "macro F1 (%)", "MFLOPs/img", "train time (s)", "images/s", "device", "precision", "date"]
 
 
 def test_results_table_has_one_row_per_architecture() -> None:
@@ -178,7 +178,7 @@ def test_results_table_has_one_row_per_architecture() -> None:
     lenet = table.iloc[0]
     assert lenet["profile"] == "quick"
     assert lenet["test acc (%)"] == "91.00" and lenet["trainable params"] == "61,706" and lenet["MFLOPs/img"] == "0.8"
-    assert lenet["device"].startswith("CPU (") and len(lenet["date"]) == 10
+    assert lenet["device"].startswith("CPU (") and lenet["precision"] == "fp32" and len(lenet["date"]) == 10
     assert len(report.results_table(recs, "cifar10")) == 1
     assert report.results_table(recs, "fashion_mnist").empty
 
@@ -227,6 +227,8 @@ def test_readme_tables_keep_the_formatted_numbers() -> None:
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[RESULT_COLUMNS.index("train loss")] == "0.490" and cells[RESULT_COLUMNS.index("test acc (%)")] == "90.00"
     assert cells[RESULT_COLUMNS.index("test loss")] == "2700000000000.000"
+    rule = [c.strip() for c in text.splitlines()[text.splitlines().index(row) - 1].strip("|").split("|")]
+    assert rule[0].startswith(":") and rule[RESULT_COLUMNS.index("test acc (%)")].endswith(":")  # names left, numbers right
 
 
 def test_readme_tables_without_records() -> None:
