@@ -12,8 +12,9 @@ In one run, on whatever device is present:
    drives only early stopping and the choice of epoch), times it, evaluates the test set once at the end and
    says whether it reached the target (94%). Skipped on a CPU unless --accuracy-on-cpu, which is only for checking
    the code path on a small subset (--accuracy-train-size, --accuracy-eval-size).
-3. MFU: measures the device's bf16 dense matmul peak, then the training FLOP/s of ResNet18 on CIFAR-10 with the
-   dnic pipeline (bf16 autocast, channels_last; 3 × the forward FLOPs of count_flops per image), and prints
+3. MFU: measures the device's dense matmul peak in the precision training uses (bf16 on a GPU and on a CPU with
+   native bf16, else fp32), then the training FLOP/s of ResNet18 on CIFAR-10 with the dnic pipeline in that precision
+   (channels_last; 3 × the forward FLOPs of count_flops per image), and prints
    achieved TFLOP/s and its fraction of the measured peak.
 
 Writes one run record per device model (results/<profile>/bench-speed-<device model>.json) and regenerates benchmarks/RESULTS.md from
@@ -212,9 +213,9 @@ def matmul_flops(n: int) -> int:
     return 2 * n**3
 
 
-def matmul_seconds(device: str, n: int, repeats: int) -> list[float]:
-    """Seconds per bf16 n×n matmul in each of `repeats` timed batches, after a warm-up batch."""
-    a, b = (torch.randn(n, n, device=device, dtype=torch.bfloat16) for _ in range(2))
+def matmul_seconds(device: str, n: int, repeats: int, dtype: torch.dtype = torch.bfloat16) -> list[float]:
+    """Seconds per n×n matmul of the dtype in each of `repeats` timed batches, after a warm-up batch."""
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
     out = torch.empty_like(a)
     per_batch = 10 if device.startswith("cuda") else 1  # one 8192 matmul takes ~2 ms on a GPU: time several
     times = []
@@ -240,17 +241,19 @@ def mfu_metrics(images_per_second: float, forward_flops: int, peak: float) -> di
             "peak_flops": peak, "achieved_flops": achieved, "mfu": achieved / peak}
 
 
-def mfu_section(args: argparse.Namespace, splits: Splits, device: str) -> dict:
-    """The measured bf16 matmul peak, and ResNet18's achieved training FLOP/s as a fraction of it."""
-    print(f"\n3. MFU: {model_spec(MFU_ARCH).title} training on {dataset_title(splits.info, splits.source)} against the measured bf16 matmul peak")
-    peak = peak_flops(args.peak_size, matmul_seconds(device, args.peak_size, args.peak_repeats))
-    print(f"  bf16 matmul peak ({args.peak_size}×{args.peak_size}, best of {args.peak_repeats}): {peak / 1e12:.3g} TFLOP/s")
+def mfu_section(args: argparse.Namespace, splits: Splits, device: str, amp: torch.dtype | None) -> dict:
+    """The measured matmul peak and ResNet18's achieved training FLOP/s as a fraction of it, both in training's precision."""
+    # An emulated precision has no meaningful peak: a CPU without native bf16 trains in fp32, so it is measured in fp32.
+    label = amp_label(amp)
+    print(f"\n3. MFU: {model_spec(MFU_ARCH).title} training on {dataset_title(splits.info, splits.source)} against the measured {label} matmul peak")
+    peak = peak_flops(args.peak_size, matmul_seconds(device, args.peak_size, args.peak_repeats, amp or torch.float32))
+    print(f"  {label} matmul peak ({args.peak_size}×{args.peak_size}, best of {args.peak_repeats}): {peak / 1e12:.3g} TFLOP/s")
     model = fresh_model(MFU_ARCH, splits, device)
     forward = count_flops(model, splits.info.channels, splits.info.size)
     print(f"  FLOP floor: {forward / 1e9:.3g} GFLOP forward per image (count_flops), ≈ {3 * forward / 1e9:.3g} GFLOP per training image")
-    speed = images_per_s(model, cycle(dnic_loader(splits, args.mfu_batch_size, device)), args.mfu_steps, args.warmup, device, torch.bfloat16)
+    speed = images_per_s(model, cycle(dnic_loader(splits, args.mfu_batch_size, device)), args.mfu_steps, args.warmup, device, amp)
     m = {"arch": MFU_ARCH, **mfu_metrics(speed, forward, peak)}
-    print(f"  {model_spec(MFU_ARCH).title} (dnic pipeline, bf16 autocast, channels_last, batch {args.mfu_batch_size}): {speed:,.0f} img/s "
+    print(f"  {model_spec(MFU_ARCH).title} (dnic pipeline, {label}, channels_last, batch {args.mfu_batch_size}): {speed:,.0f} img/s "
           f"= {m['achieved_flops'] / 1e12:.3g} TFLOP/s = {m['mfu']:.1%} MFU", flush=True)
     return m
 
@@ -309,7 +312,7 @@ def parse_args(argv: list[str] | None, device: str) -> argparse.Namespace:
     group.add_argument("--accuracy-train-size", type=int_at_least(1), help="training images (default: the full profile's, all)")
     group.add_argument("--accuracy-eval-size", type=int_at_least(1), help="validation and test images, each (default: the full profile's)")
     group = parser.add_argument_group("3. MFU")
-    group.add_argument("--peak-size", type=int_at_least(1), help="n of the n×n bf16 matmuls that measure the peak (default: %(default)s)")
+    group.add_argument("--peak-size", type=int_at_least(1), help="n of the n×n matmuls that measure the peak (default: %(default)s)")
     group.add_argument("--peak-repeats", type=int_at_least(1), default=5, help="timed matmul batches; the best counts (default: %(default)s)")
     group.add_argument("--mfu-batch-size", type=int_at_least(1), help="default: %(default)s")
     group.add_argument("--mfu-steps", type=int_at_least(1), help="timed ResNet18 training steps (default: %(default)s)")
@@ -348,14 +351,14 @@ def benchmark(args: argparse.Namespace, device: str) -> Path:
     if skip:
         print(f"\n2. Time to accuracy: {skip}")
     metrics["time_to_accuracy"] = {} if accuracy_data is None else accuracy_section(args, configs, accuracy_data)
-    metrics["mfu"] = mfu_section(args, cifar, device)
+    metrics["mfu"] = mfu_section(args, cifar, device, amp)
     config = {
         "pipeline": {"dataset": info.key, "arch": args.arch, "steps": args.steps, "warmup": args.warmup, "batch_size": args.batch_size,
                      "workers": args.workers, "amp": amp_label(amp)},
         "time_to_accuracy": {"dataset": ACCURACY_DATASET, "epochs": dict(args.accuracy_epochs), "batch_size": args.accuracy_batch_size, "lr": args.accuracy_lr,
                 "target": args.accuracy_target, "train_size": args.accuracy_train_size, "eval_size": args.accuracy_eval_size, "skipped": skip},
         "mfu": {"dataset": ACCURACY_DATASET, "arch": MFU_ARCH, "batch_size": args.mfu_batch_size, "steps": args.mfu_steps, "warmup": args.warmup,
-                "peak_size": args.peak_size, "peak_repeats": args.peak_repeats, "amp": "bfloat16"},
+                "peak_size": args.peak_size, "peak_repeats": args.peak_repeats, "amp": amp_label(amp)},
     }
     data = {s.info.key: {"title": dataset_title(s.info, s.source), **s.source} for s in (splits, cifar)}
     path = write_record(make_record("benchmark", f"bench-speed-{device_slug(device)}", profile, config, metrics, device=device, data=data, seed=0,
@@ -409,7 +412,7 @@ def accuracy_rows(r: dict) -> list[str]:
 def mfu_rows(r: dict) -> list[str]:
     """The MFU row of a bench-speed record."""
     c, m = r["config"]["mfu"], r["metrics"]["mfu"]
-    return [_row([*_provenance(r), r["profile"], f"{m['peak_flops'] / 1e12:.3g} ({c['peak_size']})", m["arch"], c["batch_size"],
+    return [_row([*_provenance(r), r["profile"], c["amp"], f"{m['peak_flops'] / 1e12:.3g} ({c['peak_size']})", m["arch"], c["batch_size"],
                   f"{m['forward_flops'] / 1e9:.3g}", f"{m['train_flops_per_image'] / 1e9:.3g}", f"{m['images_per_s']:,.0f}",
                   f"{m['achieved_flops'] / 1e12:.3g}", f"**{m['mfu']:.1%}**", r["versions"]["torch"], r["versions"]["torchvision"]])]
 
@@ -427,8 +430,8 @@ def write_results_md(path: Path, records: list[dict]) -> None:
          _table(["date", "device", "profile", "dataset", "model", "epochs (run/planned)", "batch", "precision", "train images", "wall time (s)",
                  "test accuracy", "time to target", *versions],
                 [row for r in speed for row in accuracy_rows(r)], "No runs yet: this measurement runs on a GPU (skipped on a CPU).")),
-        ("MFU: ResNet18 training FLOP/s (bf16, dnic pipeline) as a fraction of the measured bf16 matmul peak",
-         _table(["date", "device", "profile", "peak TFLOP/s (matmul n)", "model", "batch", "forward GFLOP/image", "training GFLOP/image", "img/s",
+        ("MFU: ResNet18 training FLOP/s (dnic pipeline) as a fraction of the measured matmul peak in the same precision",
+         _table(["date", "device", "profile", "precision", "peak TFLOP/s (matmul n)", "model", "batch", "forward GFLOP/image", "training GFLOP/image", "img/s",
                  "achieved TFLOP/s", "MFU", *versions],
                 [row for r in speed for row in mfu_rows(r)], "No runs yet.")),
     ]

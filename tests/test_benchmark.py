@@ -13,6 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from dnic_utils.records import REQUIRED_KEYS, make_record, write_record
 from dnic_utils.report import device_slug
+from dnic_utils.train import amp_dtype, amp_label
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("speed", REPO_ROOT / "benchmarks" / "speed.py")
@@ -60,6 +61,8 @@ def test_tiny_run_writes_one_record_and_regenerates_results(fixture_data: Path, 
     assert "| 2,482 | 7,312 | **2.95×** |" in pipeline and pipeline.count("| lenet5 |") == 2  # the legacy row and this run's
     assert "| lenet5 | 1/1 |" in accuracy_table
     assert f"**{mfu['mfu']:.1%}**" in mfu_table
+    precision = amp_label(amp_dtype("auto", speed.default_device()))  # peak and training in the precision training uses
+    assert rec["config"]["mfu"]["amp"] == precision and f"| {precision} |" in mfu_table
     assert (REPO_ROOT / "benchmarks" / "RESULTS.md").read_bytes() == repo_md
 
 
