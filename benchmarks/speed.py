@@ -24,7 +24,6 @@ every benchmark record (the older bench-loader-* records included).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import tempfile
@@ -39,13 +38,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from dnic_utils.config import PROFILES, RunConfig, default_device, make_config, resolve_profile
+from dnic_utils.config import PROFILES, RunConfig, make_config, resolve_profile
 from dnic_utils.data import BatchLoader, Splits, dataset_info, dataset_title, default_augment, load_splits
+from dnic_utils.devices import amp_dtype, amp_label, autocast, default_device, device_info, device_label, device_slug, is_cuda, synchronize
 from dnic_utils.errors import DnicError
+from dnic_utils.files import atomic_write_bytes
 from dnic_utils.models import build_model, count_flops, model_spec
-from dnic_utils.records import atomic_write_bytes, device_info, load_records, make_record, write_record
-from dnic_utils.report import device_label, device_slug
-from dnic_utils.train import amp_dtype, amp_label, autocast, evaluate, fit, make_optimizer, seed_everything
+from dnic_utils.records import load_records, make_record, write_record
+from dnic_utils.train import evaluate, fit, make_optimizer, seed_everything
 
 RESULTS_MD = Path(__file__).with_name("RESULTS.md")
 ACCURACY_DATASET = "cifar10"
@@ -87,19 +87,12 @@ def conventional_loader(splits: Splits, batch_size: int, workers: int, device: s
     steps += [transforms.RandomRotation(aug.degrees), transforms.ToTensor(), transforms.Normalize(splits.mean, splits.std)]
     ds = PILDataset(splits.train_x, splits.train_y, transforms.Compose(steps))
     return DataLoader(ds, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=workers,
-                      pin_memory=device.startswith("cuda"), persistent_workers=workers > 0)
+                      pin_memory=is_cuda(device), persistent_workers=workers > 0)
 
 
 def dnic_loader(splits: Splits, batch_size: int, device: str) -> BatchLoader:
     """The on-device loader with the report's augmentation, as training uses it."""
-    return BatchLoader(splits.train_x, splits.train_y, batch_size, splits.mean, splits.std, device=device, shuffle=True,
-                       augment=default_augment(splits.info), drop_last=True, channels_last=True)
-
-
-def synchronize(device: str) -> None:
-    """Wait for queued GPU work, so that a clock read afterwards includes it."""
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+    return splits.loader("train", batch_size, device, train=True)
 
 
 def cycle(batches: DataLoader | BatchLoader) -> Iterator:
@@ -167,9 +160,8 @@ def accuracy_outcome(test_acc: float, wall_time_s: float, target: float) -> dict
 
 def accuracy_configs(args: argparse.Namespace, device: str) -> list[RunConfig]:
     """The full-profile training configuration of each net of --accuracy-epochs, validated before anything is timed."""
-    full = PROFILES["full"]  # the full recipe even where DNIC_PROFILE names another profile for the rest of the run
-    return [dataclasses.replace(make_config(arch, ACCURACY_DATASET, epochs=epochs, batch_size=args.accuracy_batch_size, lr=args.accuracy_lr, device=device),
-                                profile=full.name, train_size=full.train_size, val_size=full.val_size, test_size=full.test_size, patience=full.patience)
+    # RunConfig itself, not make_config: the full recipe even where DNIC_PROFILE names another profile for the rest of the run
+    return [RunConfig(arch, ACCURACY_DATASET, "full", epochs=epochs, batch_size=args.accuracy_batch_size, lr=args.accuracy_lr, device=device)
             for arch, epochs in args.accuracy_epochs]
 
 
@@ -177,19 +169,17 @@ def time_to_accuracy(cfg: RunConfig, splits: Splits, target: float) -> dict:
     """Train one net with dnic_utils.train.fit, time it, then evaluate the test set once."""
     device = cfg.device
     amp = amp_dtype(cfg.amp, device)
-    common = {"mean": splits.mean, "std": splits.std, "device": device, "channels_last": True}
+    loaders = splits.loaders(cfg)
     with tempfile.TemporaryDirectory(prefix="dnic-bench-") as checkpoints:
         synchronize(device)
         start = time.perf_counter()  # the clock runs from the model's build to the end of training (validation passes and checkpoints included)
         model = fresh_model(cfg.arch, splits, device, cfg.seed)
-        train = BatchLoader(splits.train_x, splits.train_y, cfg.batch_size, shuffle=True, drop_last=len(splits.train_y) > cfg.batch_size,
-                            augment=default_augment(splits.info), seed=cfg.seed, **common)
-        history = fit(model, train, BatchLoader(splits.val_x, splits.val_y, 512, **common), cfg, Path(checkpoints), resume=False)
+        fitted = fit(model, loaders.train, loaders.val, cfg, Path(checkpoints), resume=False)
         synchronize(device)
         wall = time.perf_counter() - start
-    test = evaluate(model, BatchLoader(splits.test_x, splits.test_y, 512, **common), amp)  # the only look at the test set
-    best = max(history, key=lambda row: row["val_acc"])
-    return {"epochs": cfg.epochs, "epochs_run": len(history), "best_epoch": best["epoch"], "batch_size": cfg.batch_size, "lr": cfg.lr,
+    test = evaluate(model, loaders.test, amp)  # the only look at the test set
+    best = fitted.best
+    return {"epochs": cfg.epochs, "epochs_run": len(fitted.history), "best_epoch": best["epoch"], "batch_size": cfg.batch_size, "lr": cfg.lr,
             "amp": amp_label(amp), "wall_time_s": wall, "best_val_acc": best["val_acc"], "test_acc": test["acc"],
             **accuracy_outcome(test["acc"], wall, target)}
 
@@ -217,7 +207,7 @@ def matmul_seconds(device: str, n: int, repeats: int, dtype: torch.dtype = torch
     """Seconds per n×n matmul of the dtype in each of `repeats` timed batches, after a warm-up batch."""
     a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
     out = torch.empty_like(a)
-    per_batch = 10 if device.startswith("cuda") else 1  # one 8192 matmul takes ~2 ms on a GPU: time several
+    per_batch = 10 if is_cuda(device) else 1  # one 8192 matmul takes ~2 ms on a GPU: time several
     times = []
     for _ in range(repeats + 1):
         synchronize(device)
@@ -316,7 +306,7 @@ def parse_args(argv: list[str] | None, device: str) -> argparse.Namespace:
     group.add_argument("--peak-repeats", type=int_at_least(1), default=5, help="timed matmul batches; the best counts (default: %(default)s)")
     group.add_argument("--mfu-batch-size", type=int_at_least(1), help="default: %(default)s")
     group.add_argument("--mfu-steps", type=int_at_least(1), help="timed ResNet18 training steps (default: %(default)s)")
-    parser.set_defaults(**DEFAULTS["cuda" if device.startswith("cuda") else "cpu"])
+    parser.set_defaults(**DEFAULTS["cuda" if is_cuda(device) else "cpu"])
     return parser.parse_args(argv)
 
 
@@ -330,7 +320,7 @@ def accuracy_splits(args: argparse.Namespace) -> Splits:
 def benchmark(args: argparse.Namespace, device: str) -> Path:
     """Run the three measurements, write the run record and regenerate the results file; returns the record's path."""
     start = time.perf_counter()
-    if device.startswith("cuda"):
+    if is_cuda(device):
         torch.backends.cudnn.benchmark = True  # as fit sets it: every section measures the path training takes
     profile = resolve_profile("auto").name
     amp = amp_dtype("auto", device)

@@ -1,18 +1,23 @@
-"""Profiles, settings read from the environment, and the validated configuration of one run."""
+"""Profiles and the configuration of one run: every run parameter is declared once, as a field of RunConfig.
+
+A field's default, its check and its label live together (`param`); the profile fills in the sizes left as None;
+the run's name gets a variant hash of every recipe field that differs from the profile's defaults.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import inspect
 import json
 import os
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
-import torch
-
+from .data.datasets import dataset_info
+from .devices import AMP_MODES, checked_device
 from .errors import DnicError
+from .models import model_spec
 
 
 @dataclass(frozen=True)
@@ -33,174 +38,197 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
-    "smoke": Profile("smoke", 0, 256, 128, 128, 256, 1, 1, 64, 1, (1, 16)),
-    "quick": Profile("quick", 1, 20_000, 5_000, 2_000, None, 1, 8, 64, 2, (1, 256)),
-    "full": Profile("full", 2, None, None, 5_000, None, 30, 30, 256, 8, (1, 256)),
+    p.name: p for p in (
+        Profile(name="smoke", rank=0, train_size=256, heavy_train_size=128, val_size=128, test_size=256, epochs=1, light_epochs=1,
+                batch_size=64, patience=1, latency_batches=(1, 16)),
+        Profile(name="quick", rank=1, train_size=20_000, heavy_train_size=5_000, val_size=2_000, test_size=None, epochs=1, light_epochs=8,
+                batch_size=64, patience=2, latency_batches=(1, 256)),
+        Profile(name="full", rank=2, train_size=None, heavy_train_size=None, val_size=5_000, test_size=None, epochs=30, light_epochs=30,
+                batch_size=256, patience=8, latency_batches=(1, 256)),
+    )
 }
-
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("onecycle", "cosine")
-AMP_MODES = ("auto", "bf16", "fp16", "off")
+MAX_LR = 10.0  # a learning rate at or above this diverges for every net here: a given or derived one must stay below
 
 
-def default_device() -> str:
-    """'cuda' when a GPU is visible, else 'cpu'."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
+def _checked_profile(name: object, source: str) -> str:
+    """The name if it is a profile or 'auto', else a clear error naming where it came from."""
+    if name != "auto" and (not isinstance(name, str) or name not in PROFILES):
+        raise DnicError(f"Unknown profile {name!r} ({source}).", f"use one of {', '.join(PROFILES)} or 'auto'.")
+    return name
 
 
 def resolve_profile(profile: str = "auto") -> Profile:
-    """The profile to use: DNIC_PROFILE wins, then the argument; 'auto' is full on a GPU, quick on a CPU."""
-    name = os.environ.get("DNIC_PROFILE") or profile or "auto"
+    """The profile to use: DNIC_PROFILE wins over the argument (saying so when they differ); 'auto' is full on a GPU, quick on a CPU."""
+    asked = _checked_profile(profile or "auto", "parameter `profile`")  # an invalid explicit profile is an error even when overridden
+    env = os.environ.get("DNIC_PROFILE")
+    name = _checked_profile(env, "environment variable DNIC_PROFILE") if env else asked
+    if env and asked not in ("auto", env):
+        print(f"Profile {env!r} from DNIC_PROFILE overrides the profile {asked!r} given here.")
     if name == "auto":
+        import torch
+
         name = "full" if torch.cuda.is_available() else "quick"
-    if name not in PROFILES:
-        raise DnicError(
-            f"Unknown profile {name!r}.",
-            f"use one of {', '.join(PROFILES)} or 'auto' (parameter `profile` or environment variable DNIC_PROFILE).",
-        )
     return PROFILES[name]
 
 
-def project_root() -> Path:
-    """The folder that holds results/, figures/ and notebooks/: DNIC_PROJECT_DIR, else this checkout, else the cwd.
-
-    The cwd fallback is for an installed (non-editable) package, as on Colab, where the notebook's folder is used.
-    """
-    env = os.environ.get("DNIC_PROJECT_DIR")
-    checkout = Path(__file__).resolve().parent.parent
-    return Path(env) if env else checkout if (checkout / "pyproject.toml").is_file() else Path.cwd()
+# Checks of single values: each raises a DnicError that names the parameter, the bad value and a good one.
+Check = Callable[[str, Any], None]
 
 
-def cache_dir() -> Path:
-    """Where decoded datasets and checkpoints are cached (DNIC_CACHE_DIR, else ~/.cache/dnic)."""
-    env = os.environ.get("DNIC_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "dnic"
+def whole(low: int) -> Check:
+    """A whole number ≥ low."""
+
+    def check(name: str, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise DnicError(f"Parameter `{name}` must be a whole number ≥ {low}, got {value!r}.", f"set `{name}` to {low}, {low + 1}, …")
+
+    return check
 
 
-def quiet() -> bool:
-    """True under CI or the runner, where progress bars would only add noise."""
-    return any(os.environ.get(k, "").lower() not in ("", "0", "false") for k in ("CI", "DNIC_QUIET"))
+def number(low: float, high: float, *, low_open: bool = False) -> Check:
+    """A real number in [low, high), or (low, high) when low_open."""
+
+    def check(name: str, value: Any) -> None:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (low < value if low_open else low <= value) and value < high
+        if not ok:
+            interval = f"{'(' if low_open else '['}{low:g}, {high:g})"
+            raise DnicError(f"Parameter `{name}` must be a number in {interval}, got {value!r}.", f"set `{name}` to a value in {interval}.")
+
+    return check
 
 
-def _positive(name: str, value: object) -> None:
-    """Raise unless value is a positive int (None means: take the profile's)."""
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise DnicError(f"Parameter `{name}` must be a positive integer, got {value!r}.", f"set `{name}` to a whole number ≥ 1, or None for the profile's default.")
+def one_of(options: tuple[str, ...]) -> Check:
+    """One of a few names."""
+
+    def check(name: str, value: Any) -> None:
+        if value not in options:
+            raise DnicError(f"Unknown {name} {value!r}.", f"set `{name}` to one of {', '.join(options)}.")
+
+    return check
+
+
+def flag(name: str, value: Any) -> None:
+    """True or False."""
+    if not isinstance(value, bool):
+        raise DnicError(f"Parameter `{name}` must be True or False, got {value!r}.", f"set `{name}` to True or False.")
+
+
+def optional(check: Check) -> Check:
+    """None (the profile's or the derived value), or what `check` accepts."""
+
+    def wrapped(name: str, value: Any) -> None:
+        if value is not None:
+            check(name, value)
+
+    return wrapped
+
+
+def param(default: Any, check: Check, label: str, *, recipe: bool = True) -> Any:
+    """A run parameter: its default, its check and its label in the config line; recipe=False keeps it out of the run's name."""
+    return field(default=default, metadata={"check": check, "label": label, "recipe": recipe})
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything that defines one training run; built by make_config, which validates it."""
+    """Everything that defines one training run; None sizes are filled in from the profile, and every field is checked."""
 
     arch: str
     dataset: str
     profile: str
-    epochs: int
-    batch_size: int
-    train_size: int | None
-    val_size: int
-    test_size: int | None
-    patience: int
-    optimizer: str = "sgd"
-    lr: float = 0.05
-    weight_decay: float = 5e-4
-    schedule: str = "onecycle"
-    label_smoothing: float = 0.1
-    augment: bool = True
-    amp: str = "auto"
-    seed: int = 0
-    device: str = "cpu"
-    flip_tta: bool = False  # average test logits with those of the mirrored images (reported as "flip TTA")
-    compile: bool = False  # torch.compile the model (pays off only for long runs on a GPU)
-    variant: str = ""  # empty for the profile's defaults, else a short hash of the parameters that differ
+    epochs: int | None = param(None, optional(whole(1)), "up to {} epoch(s)")
+    batch_size: int | None = param(None, optional(whole(1)), "batch {}")
+    train_size: int | None = param(None, optional(whole(1)), "{} training images")  # None after resolution: all
+    val_size: int | None = param(None, optional(whole(1)), "{} validation images")
+    test_size: int | None = param(None, optional(whole(1)), "{} test images")
+    patience: int | None = param(None, optional(whole(1)), "early-stopping patience {}")
+    optimizer: str = param("sgd", one_of(OPTIMIZERS), "optimizer {}")
+    lr: float | None = param(None, optional(number(0, MAX_LR, low_open=True)), "peak learning rate {:g}")
+    weight_decay: float = param(5e-4, number(0, 1), "weight decay {:g}")
+    schedule: str = param("onecycle", one_of(SCHEDULES), "{} schedule")
+    label_smoothing: float = param(0.1, number(0, 1), "label smoothing {:g}")
+    augment: bool = param(True, flag, "augmentation {}")
+    amp: str = param("auto", one_of(AMP_MODES), "mixed precision {}")
+    seed: int = param(0, whole(0), "seed {}")
+    flip_tta: bool = param(False, flag, "flip test-time augmentation {}")  # average test logits with those of mirrored images
+    device: str | None = param(None, lambda name, value: checked_device(value), "device {}", recipe=False)  # None: a GPU if visible
+    compile: bool = param(False, flag, "torch.compile {}", recipe=False)  # pays off only for long runs on a GPU
 
-    def to_dict(self) -> dict:
-        """Plain-dict form for run records."""
-        return dataclasses.asdict(self)
+    def __post_init__(self) -> None:
+        """Check every field, then fill in what the profile and the architecture decide."""
+        spec = model_spec(self.arch)
+        info = dataset_info(self.dataset)
+        _checked_profile(self.profile, "parameter `profile`")
+        if self.profile == "auto":
+            raise DnicError("RunConfig needs a concrete profile, got 'auto'.", "build it with make_config, which resolves 'auto'.")
+        for f in dataclasses.fields(self):
+            if "check" in f.metadata:
+                f.metadata["check"](f.name, getattr(self, f.name))
+        if self.flip_tta and not info.flip:
+            raise DnicError(f"Flip test-time augmentation does not suit {info.title}: its training never sees mirrored images "
+                            "(flips are off for it).", "leave `flip_tta` False for this dataset; it is for datasets trained with flips.")
+        prof = PROFILES[self.profile]
+        fill = {
+            "dataset": info.key,  # 'MNIST' and 'fashion-mnist' name the same records as 'mnist' and 'fashion_mnist'
+            "device": checked_device(self.device),
+            "epochs": self.epochs or (prof.light_epochs if spec.tier == "light" else prof.epochs),
+            "batch_size": self.batch_size or prof.batch_size,
+            "train_size": self.train_size or (prof.heavy_train_size if spec.tier == "heavy" else prof.train_size),
+            "val_size": self.val_size or prof.val_size,
+            "test_size": self.test_size or prof.test_size,
+            "patience": self.patience or prof.patience,
+        }
+        for name, value in fill.items():
+            object.__setattr__(self, name, value)
+        available = min(self.train_size or info.sizes[0], info.sizes[0] - self.val_size)
+        if self.batch_size > available:
+            raise DnicError(f"`batch_size` {self.batch_size:,} is larger than the {available:,} training images of this run.",
+                            f"set `batch_size` to at most {available:,} (or None for the profile's {prof.batch_size}).")
+        if self.lr is None:
+            # SGD follows the linear scaling rule (0.05 per 64 images; one-cycle's first quarter is the warm-up); AdamW is left as is
+            derived = 0.05 * self.batch_size / 64 if self.optimizer == "sgd" else 3e-3
+            if derived >= MAX_LR:
+                raise DnicError(f"The learning rate derived for batch {self.batch_size:,} (0.05 per 64 images) is {derived:g}, "
+                                f"at or above {MAX_LR:g}, where training diverges.", "set `lr` explicitly, or use a smaller `batch_size`.")
+            object.__setattr__(self, "lr", derived)
+        object.__setattr__(self, "lr", float(self.lr))
+        object.__setattr__(self, "weight_decay", float(self.weight_decay))
+        object.__setattr__(self, "label_smoothing", float(self.label_smoothing))
+
+    @property
+    def variant(self) -> str:
+        """'' for the profile's defaults, else a short hash of the recipe fields that differ from them."""
+        base = RunConfig(self.arch, self.dataset, self.profile, device=self.device)
+        changed = {f.name: getattr(self, f.name) for f in recipe_fields() if getattr(self, f.name) != getattr(base, f.name)}
+        return hashlib.sha1(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:8] if changed else ""
 
     @property
     def run_name(self) -> str:
         """'cifar10-resnet18' for the default settings; a run with other parameters gets its own name and files."""
         return f"{self.dataset}-{self.arch}" + (f"-{self.variant}" if self.variant else "")
 
+    def to_dict(self) -> dict:
+        """Plain-dict form for run records and checkpoints, with the variant."""
+        return {**dataclasses.asdict(self), "variant": self.variant}
 
-def make_config(
-    arch: str,
-    dataset: str,
-    profile: str = "auto",
-    epochs: int | None = None,
-    batch_size: int | None = None,
-    optimizer: str = "sgd",
-    lr: float | None = None,
-    weight_decay: float = 5e-4,
-    schedule: str = "onecycle",
-    label_smoothing: float = 0.1,
-    augment: bool = True,
-    amp: str = "auto",
-    seed: int = 0,
-    device: str | None = None,
-    flip_tta: bool = False,
-    compile: bool = False,
-) -> RunConfig:
-    """Validate the parameters of a notebook or call and merge them with the profile's sizes."""
-    from .data import dataset_info
-    from .models import model_spec
 
-    prof = resolve_profile(profile)
-    spec = model_spec(arch)
-    dataset = dataset_info(dataset).key  # 'MNIST' and 'fashion-mnist' name the same records as 'mnist' and 'fashion_mnist'
-    _positive("epochs", epochs)
-    _positive("batch_size", batch_size)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise DnicError(f"Parameter `seed` must be an integer ≥ 0, got {seed!r}.", "set `seed` to 0, 1, 2, …")
-    for name, value, allowed in (("optimizer", optimizer, OPTIMIZERS), ("schedule", schedule, SCHEDULES), ("amp", amp, AMP_MODES)):
-        if value not in allowed:
-            raise DnicError(f"Unknown {name} {value!r}.", f"set `{name}` to one of {', '.join(allowed)}.")
-    if lr is not None and (isinstance(lr, bool) or not (isinstance(lr, (int, float)) and 0 < lr < 10)):
-        raise DnicError(f"Learning rate `lr` must be in (0, 10), got {lr!r}.", "set `lr` to a small positive number such as 0.05, or None for the default.")
-    if not isinstance(label_smoothing, (int, float)) or not 0 <= label_smoothing < 1:
-        raise DnicError(f"`label_smoothing` must be a number in [0, 1), got {label_smoothing!r}.", "use a value such as 0.1.")
-    if not isinstance(weight_decay, (int, float)) or weight_decay < 0:
-        raise DnicError(f"`weight_decay` must be a number ≥ 0, got {weight_decay!r}.", "use a value such as 5e-4.")
-    dev = device or default_device()
-    if dev != "cpu" and not dev.startswith("cuda"):
-        raise DnicError(f"Unknown device {dev!r}.", "use 'cpu', 'cuda' or 'cuda:N', or None to pick automatically.")
-    if dev.startswith("cuda") and not torch.cuda.is_available():
-        raise DnicError(f"Device {dev!r} was asked for but no GPU is visible.", "leave `device` as None to pick the CPU, or run on a GPU machine.")
-    if flip_tta and not dataset_info(dataset).flip:
-        raise DnicError(f"Flip test-time augmentation does not suit {dataset_info(dataset).title}: its training never sees mirrored "
-                        "images (flips are off for it).", "leave `flip_tta` False for this dataset; it is for datasets trained with flips.")
-    given = {"epochs": epochs, "batch_size": batch_size, "optimizer": optimizer, "lr": lr, "weight_decay": weight_decay,
-             "schedule": schedule, "label_smoothing": label_smoothing, "augment": augment, "amp": amp, "seed": seed,
-             "flip_tta": flip_tta}
-    defaults = inspect.signature(make_config).parameters
-    changed = {k: v for k, v in given.items() if v != defaults[k].default}
-    variant = hashlib.sha1(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:8] if changed else ""
-    batch = batch_size or prof.batch_size
-    # SGD follows the linear scaling rule (0.05 per 64 images; one-cycle's first quarter is the warm-up); AdamW is left as is
-    default_lr = 0.05 * batch / 64 if optimizer == "sgd" else 3e-3
-    return RunConfig(
-        arch=arch,
-        dataset=dataset,
-        profile=prof.name,
-        epochs=epochs or (prof.light_epochs if spec.tier == "light" else prof.epochs),
-        batch_size=batch,
-        train_size=prof.heavy_train_size if spec.tier == "heavy" else prof.train_size,
-        val_size=prof.val_size,
-        test_size=prof.test_size,
-        patience=prof.patience,
-        optimizer=optimizer,
-        lr=float(lr or default_lr),
-        weight_decay=float(weight_decay),
-        schedule=schedule,
-        label_smoothing=float(label_smoothing),
-        augment=bool(augment),
-        amp=amp,
-        seed=int(seed),
-        device=dev,
-        flip_tta=bool(flip_tta),
-        compile=bool(compile),
-        variant=variant,
-    )
+def recipe_fields() -> list[dataclasses.Field]:
+    """The fields that define what is trained (all but device and compile): a change to one gives the run another name."""
+    return [f for f in dataclasses.fields(RunConfig) if f.metadata.get("recipe")]
+
+
+PARAMETERS = tuple(f.name for f in dataclasses.fields(RunConfig))
+
+
+def make_config(arch: str, dataset: str, profile: str = "auto", **params: Any) -> RunConfig:
+    """The checked configuration of one run: the profile resolved (DNIC_PROFILE wins), then RunConfig's fields."""
+    unknown = sorted(set(params) - set(PARAMETERS))
+    if unknown:
+        raise DnicError(f"Unknown run parameter(s) {', '.join(unknown)}.", f"use the names RunConfig declares: {', '.join(PARAMETERS[3:])}.")
+    return RunConfig(arch, dataset, resolve_profile(profile).name, **params)
+
+
+def from_parameters(namespace: Mapping[str, Any]) -> RunConfig:
+    """make_config from a notebook's parameters: every name of the namespace that RunConfig declares."""
+    return make_config(**{k: namespace[k] for k in PARAMETERS if k in namespace})

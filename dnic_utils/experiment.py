@@ -12,12 +12,16 @@ import torch
 from torch import nn
 
 from . import plots
-from .config import PROFILES, RunConfig, project_root
-from .data import BatchLoader, Splits, dataset_title, default_augment, load_splits
+from .checkpoint import save_trained
+from .config import PROFILES, RunConfig
+from .data import Splits, dataset_title, load_splits
+from .data.splits import EVAL_BATCH
+from .devices import amp_dtype, amp_label
 from .metrics import classification_metrics, inference_latency, per_class_report
-from .models import build_model, count_flops, model_size, model_spec
-from .records import make_record, write_record
-from .train import amp_dtype, amp_label, evaluate, fit, seed_everything
+from .models import build_model, model_cost, model_fingerprint, model_spec
+from .records import encode_predictions, git_commit, make_record, read_record, write_record
+from .settings import checkpoint_dir
+from .train import evaluate, fit, seed_everything
 
 
 @dataclass
@@ -33,6 +37,7 @@ class Experiment:
     metrics: dict
     record: dict
     record_path: Path
+    model_notes: str | None = None  # the registry's describe_trained text, for nets that have one
 
     @property
     def name(self) -> str:
@@ -66,23 +71,6 @@ class Experiment:
         }
         return pd.Series(rows, name=self.title).to_frame()
 
-    def branch_weights(self) -> pd.DataFrame | None:
-        """Per block, the mean and spread of the learned branch weights over up to 512 validation images (None if the net has none)."""
-        if not hasattr(self.model, "branch_weights"):
-            return None
-        n = min(512, len(self.splits.val_y))
-        loader = BatchLoader(self.splits.val_x[:n], self.splits.val_y[:n], n, mean=self.splits.mean, std=self.splits.std,
-                             device=self.cfg.device, channels_last=True)
-        evaluate(self.model, loader, amp_dtype(self.cfg.amp, self.cfg.device))  # fills each block's weights for this batch
-        rows = []
-        for block, w in enumerate(self.model.branch_weights(), start=1):
-            w = w.float().cpu()
-            rows += [{"block": block, "branch": k + 1, "mean weight": w[:, k].mean().item(), "std across images": w[:, k].std().item()}
-                     for k in range(w.shape[1])]
-        table = pd.DataFrame(rows).set_index(["block", "branch"])
-        table.attrs["images"] = n
-        return table
-
     def save_figures(self) -> dict[str, plt.Figure]:
         """Make, save under figures/<profile>/ and return the run's curves, confusion matrix and mistakes."""
         plots.set_style()
@@ -98,33 +86,31 @@ class Experiment:
         return figures
 
 
-def model_cost(arch: str, num_classes: int, in_channels: int, image_size: int) -> dict:
-    """Parameters, size in MB and forward FLOPs per image of an architecture, measured on the CPU."""
-    model = build_model(arch, num_classes, in_channels, image_size)
-    return {**model_size(model), "flops": count_flops(model, in_channels, image_size)}
-
-
 def run(cfg: RunConfig, data_dir: str | None = None, resume: bool = True) -> Experiment:
-    """Train cfg.arch on cfg.dataset, select the best validation epoch, test once, and write the run record."""
+    """Train cfg.arch on cfg.dataset, select the best validation epoch, test once, save the trained model and write the run record."""
     start = time.perf_counter()
     seed_everything(cfg.seed)  # before the model is built, so the seed fixes the initial weights too
-    profile = PROFILES[cfg.profile]
     splits = load_splits(cfg.dataset, cfg.train_size, cfg.val_size, cfg.test_size, data_dir)
-    info = splits.info
-    model = build_model(cfg.arch, len(info.classes), info.channels, info.size)
-    model = model.to(cfg.device, memory_format=torch.channels_last)
+    info, spec, name = splits.info, model_spec(cfg.arch), cfg.run_name
+    model = build_model(cfg.arch, len(info.classes), info.channels, info.size).to(cfg.device, memory_format=torch.channels_last)
     if cfg.compile:
         model.compile()  # in place, so state_dict keys and checkpoints stay those of the plain model
-    common = {"mean": splits.mean, "std": splits.std, "device": cfg.device, "channels_last": True}
-    train = BatchLoader(splits.train_x, splits.train_y, cfg.batch_size, shuffle=True, drop_last=len(splits.train_y) > cfg.batch_size,
-                        augment=default_augment(info) if cfg.augment else None, seed=cfg.seed, **common)
-    val = BatchLoader(splits.val_x, splits.val_y, 512, **common)
-    name = cfg.run_name
-    data_id = f"{splits.source.get('sha256')}:{splits.sizes()}"
-    history = fit(model, train, val, cfg, project_root() / "checkpoints" / cfg.profile / name, resume=resume, data_id=data_id)
+    loaders = splits.loaders(cfg)
+    reported = read_record(cfg.profile, name)
+    folder = checkpoint_dir(cfg.profile, name)
+    fitted = fit(model, loaders.train, loaders.val, cfg, folder, resume=resume, data_id=splits.data_id,
+                 reported_id=reported.get("checkpoint_id") if reported else None)
+    data = {"dataset": cfg.dataset, "title": dataset_title(info, splits.source), **splits.source, "sizes": splits.sizes(), "mean": splits.mean, "std": splits.std}
+    save_trained(folder / "best.pt", model.state_dict(), {
+        "arch": cfg.arch, "arch_title": spec.title, "classes": list(info.classes), "in_channels": info.channels, "image_size": info.size,
+        "mean": list(splits.mean), "std": list(splits.std), "dataset": cfg.dataset, "dataset_title": data["title"], "data_sha256": splits.source.get("sha256"),
+        "run_name": name, "profile": cfg.profile, "git_commit": git_commit(), "epoch": fitted.best["epoch"], "val_acc": fitted.best["val_acc"],
+        "fingerprint": model_fingerprint(cfg.arch, model), "config": cfg.to_dict(),
+    })
     amp = amp_dtype(cfg.amp, cfg.device)
-    test = evaluate(model, BatchLoader(splits.test_x, splits.test_y, 512, **common), amp, cfg.flip_tta)  # the only look at the test set
-    best = max(history, key=lambda row: row["val_acc"])
+    test = evaluate(model, loaders.test, amp, cfg.flip_tta)  # the only look at the test set
+    notes = spec.describe_trained(model, next(iter(splits.loader("val", EVAL_BATCH, cfg.device)))[0]) if spec.describe_trained else None
+    history, best = fitted.history, fitted.best
     shape = (info.channels, info.size, info.size)
     metrics = {
         "test_loss": test["loss"],
@@ -137,13 +123,13 @@ def run(cfg: RunConfig, data_dir: str | None = None, resume: bool = True) -> Exp
         "epochs_run": len(history),
         "train_time_s": sum(row["train_time_s"] for row in history),
         "images_per_s": sum(r["images_per_s"] * r["train_time_s"] for r in history) / sum(r["train_time_s"] for r in history),
-        "latency_ms": {b: inference_latency(model, shape, b, cfg.device, amp) for b in profile.latency_batches},
+        "latency_ms": {b: inference_latency(model, shape, b, cfg.device, amp) for b in PROFILES[cfg.profile].latency_batches},
         "amp": amp_label(amp),
         "flip_tta": cfg.flip_tta,
         **model_cost(cfg.arch, len(info.classes), info.channels, info.size),
     }
-    data = {"dataset": cfg.dataset, "title": dataset_title(info, splits.source), **splits.source, "sizes": splits.sizes(), "mean": splits.mean, "std": splits.std}
     record = make_record("train", name, cfg.profile, cfg.to_dict(), metrics, device=cfg.device, data=data, seed=cfg.seed,
-                         wall_time_s=time.perf_counter() - start, history=history, arch_title=model_spec(cfg.arch).title)
+                         wall_time_s=time.perf_counter() - start, history=history, arch_title=spec.title, checkpoint_id=fitted.run_id,
+                         model_notes=notes, predictions=encode_predictions(test["y_true"], test["y_pred"], test["confidence"]))
     path = write_record(record)
-    return Experiment(cfg, splits, model, history, test["y_true"], test["y_pred"], metrics, record, path)
+    return Experiment(cfg, splits, model, history, test["y_true"], test["y_pred"], metrics, record, path, notes)

@@ -11,8 +11,9 @@ import pandas as pd
 import torch
 
 from . import plots
-from .config import PROFILES, default_device
+from .config import PROFILES
 from .data import DatasetInfo, RawData, channel_stats, dataset_info, dataset_title, load_raw, validation_split
+from .devices import default_device
 from .records import make_record, write_record
 
 

@@ -10,7 +10,7 @@ import torch
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, precision_recall_fscore_support
 from torch import nn
 
-from .train import autocast
+from .devices import autocast, synchronize
 
 
 def classification_metrics(y_true, y_pred, classes: tuple[str, ...]) -> dict:
@@ -50,13 +50,11 @@ def inference_latency(model: nn.Module, shape: tuple[int, int, int], batch_size:
     x = torch.randn(batch_size, *shape, device=device)
     times = []
     for i in range(repeats + 1):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+        synchronize(device)
         start = time.perf_counter()
         with autocast(device, amp):
             model(x)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+        synchronize(device)
         if i:  # the first pass warms up
             times.append(time.perf_counter() - start)
     return float(np.median(times) * 1000)

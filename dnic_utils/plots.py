@@ -11,8 +11,8 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-from .config import project_root
-from .records import atomic_write_bytes
+from .files import atomic_write_bytes
+from .settings import project_root
 
 
 def set_style() -> None:

@@ -2,48 +2,27 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
-import io
 import json
 import os
 import platform
 import subprocess
-import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from .config import PROFILES, project_root
+from .config import PROFILES
+from .devices import device_info
+from .files import atomic_write_bytes
+from .settings import project_root
 
-FILE_MODE = 0o644
 TRAIN_METRICS = ("test_loss", "test_acc", "macro_precision", "macro_recall", "macro_f1", "train_loss", "train_acc",
                  "train_time_s", "images_per_s", "params", "trainable_params", "size_mb", "flops")
 REQUIRED_KEYS = ("kind", "name", "profile", "config", "metrics", "device", "versions", "git_commit", "data", "seed", "wall_time_s", "created")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a file so that readers see either the old or the new content, never half of it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, FILE_MODE)  # mkstemp creates 0600; keep files readable like any other
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save, written atomically."""
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
 
 
 CODE_PATHS = ("dnic_utils", "notebooks/templates", "benchmarks", "pyproject.toml", "requirements.txt")
@@ -63,22 +42,6 @@ def git_commit() -> str | None:
     except (OSError, subprocess.CalledProcessError):
         return os.environ.get("DNIC_GIT_COMMIT") or None
     return f"{sha}-dirty" if dirty else sha
-
-
-def cpu_name() -> str:
-    """The CPU's model name (from /proc/cpuinfo on Linux), else the architecture."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
-
-
-def device_info(device: str) -> dict:
-    """A description of the device a run used."""
-    if str(device).startswith("cuda"):
-        return {"type": "cuda", "name": torch.cuda.get_device_name(device), "count": torch.cuda.device_count()}
-    return {"type": "cpu", "name": cpu_name(), "threads": torch.get_num_threads()}
 
 
 def versions() -> dict:
@@ -135,14 +98,62 @@ def write_record(record: dict) -> Path:
     return path
 
 
-def load_records(root: Path | None = None) -> list[dict]:
-    """Every valid record under results/, any profile."""
-    out = []
-    for path in sorted((root or project_root() / "results").glob("*/*.json")):
+def read_record(profile: str, name: str) -> dict | None:
+    """The record results/<profile>/<name>.json, or None when there is none or it cannot be read."""
+    path = results_dir(profile) / f"{name}.json"
+    try:
+        record = json.loads(path.read_text())
+        validate_record(record)
+    except (OSError, ValueError):
+        return None
+    return record
+
+
+PREDICTION_DTYPES = {"y_true": np.uint8, "y_pred": np.uint8, "confidence": np.float16}
+
+
+def encode_predictions(y_true: torch.Tensor, y_pred: torch.Tensor, confidence: torch.Tensor) -> dict:
+    """Per test image the label, the prediction and its softmax probability, base64 of little-endian arrays: 4 bytes per image."""
+    arrays = {"y_true": y_true, "y_pred": y_pred, "confidence": confidence}
+    return {"encoding": "base64 little-endian: uint8 labels, float16 confidence", "count": len(y_true),
+            **{k: base64.b64encode(np.asarray(v.cpu().numpy(), dtype=np.dtype(PREDICTION_DTYPES[k]).newbyteorder("<")).tobytes()).decode()
+               for k, v in arrays.items()}}
+
+
+def test_predictions(record: dict) -> dict[str, np.ndarray]:
+    """The per-image test labels, predictions and confidences of a training record, decoded."""
+    blob = record["predictions"]
+    out = {k: np.frombuffer(base64.b64decode(blob[k]), dtype=np.dtype(dt_).newbyteorder("<")) for k, dt_ in PREDICTION_DTYPES.items()}
+    if any(len(v) != blob["count"] for v in out.values()):
+        raise ValueError(f"record {record.get('name')!r} has predictions of inconsistent lengths")
+    return out
+
+
+def record_problem(err: Exception) -> str:
+    """Why a record file could not be read, without the machine path that an OSError's message carries."""
+    if isinstance(err, OSError):
+        return err.strerror or type(err).__name__
+    return " ".join(str(err).split())  # one line, as the README prints it
+
+
+def scan_records(root: Path | None = None) -> tuple[list[dict], list[str]]:
+    """Every valid record under results/, any profile, and one 'results/<profile>/<file> (unreadable: why)' per other JSON file."""
+    folder = root or project_root() / "results"
+    out, problems = [], []
+    for path in sorted(folder.glob("*/*.json")):
         try:
             record = json.loads(path.read_text())
             validate_record(record)
-        except (ValueError, OSError):
+        except (ValueError, OSError) as err:
+            problems.append(f"{path.relative_to(folder.parent).as_posix()} (unreadable: {record_problem(err)})")
             continue
         out.append(record)
+    return out, problems
+
+
+def load_records(root: Path | None = None) -> list[dict]:
+    """Every valid record under results/, any profile; warns naming each file that cannot be read."""
+    out, problems = scan_records(root)
+    for problem in problems:
+        warnings.warn(f"run record left out: {problem}", stacklevel=2)
     return out

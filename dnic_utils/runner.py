@@ -10,6 +10,7 @@ import argparse
 import fnmatch
 import math
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -17,13 +18,19 @@ from pathlib import Path
 
 import nbformat
 
-from .config import PROFILES, default_device, project_root, resolve_profile
+from .config import PROFILES, resolve_profile
 from .data import DATASETS
+from .devices import amp_dtype, amp_label, default_device, device_slug
 from .errors import DnicError
 from .models import REGISTRY, model_spec
-from .records import load_records, make_record, write_record
+from .readme import architecture_table, notebook_index, profile_table, readme_tables, replaced_rows, runtime_table, update_readme
+from .records import load_records, make_record, scan_records, write_record
+from .settings import project_root
 
 TEMPLATE = Path("notebooks/templates/model.ipynb")
+PATH_CHAR = r"[^\s'\"`,;:()\[\]{}<>]"  # a character of a path in an error message: not a space, quote, bracket or separator
+# an absolute POSIX path: a '/' that starts a word (not the second half of 'a/b', './x' or 'https://')
+ABSOLUTE_PATH = re.compile(rf"(?<![\w.~:/])/{PATH_CHAR}+")
 
 
 @dataclass(frozen=True)
@@ -105,15 +112,28 @@ def execute(root: Path, item: Planned, profile: str, out: Path, timeout: int) ->
     os.replace(work, out)
 
 
-def timing_record(profile: str, device: str, timings: dict[str, float], failures: list[str], wall_time_s: float, options: dict) -> dict:
-    """The report-run record of a profile and device model: this call's notebook times merged into those of earlier calls."""
-    from .report import device_slug
+def scrub_paths(text: str, root: Path) -> str:
+    """`text` with the project root made relative ('.') and any other absolute path cut to its base name ('<path>' if it has none)."""
+    for base in sorted({str(root), str(root.resolve())}, key=len, reverse=True):
+        text = re.sub(re.escape(base) + rf"(?=/|(?!{PATH_CHAR}))", ".", text)  # the root or a path in it, not /root-old
+    return ABSOLUTE_PATH.sub(lambda m: Path(m.group()).name or "<path>", text)
 
-    name = f"report-run-{device_slug(device)}"  # one record per device model: an H100's times stay apart from an H200's
+
+def failure(root: Path, name: str, err: BaseException) -> str:
+    """How a record and the console name a failed notebook: its name, the failing cell if known, the error's type and message, no machine path."""
+    cell = getattr(err, "exec_count", None)  # papermill's error carries the failing cell; anything else is reported whole
+    detail = scrub_paths(f"{getattr(err, 'ename', type(err).__name__)}: {getattr(err, 'evalue', err)}", root)
+    return f"{name} (cell [{cell}]): {detail}" if cell is not None else f"{name}: {detail}"
+
+
+def timing_record(profile: str, device: str, timings: dict[str, float], failures: list[str], wall_time_s: float, options: dict) -> dict:
+    """The report-run record of a profile, device model and precision: this call's notebook times merged into those of earlier calls."""
+    precision = amp_label(amp_dtype("auto", device))  # what the notebooks' default amp='auto' runs in on this device
+    name = f"report-run-{device_slug(device, precision)}"  # one per device model and precision: an H100's times stay apart from an H200's
     earlier = [r for r in load_records() if r["kind"] == "report" and r["name"] == name and r["profile"] == profile]
     notebooks = dict(earlier[-1]["metrics"]["notebooks"]) if earlier else {}
     record = make_record("report", name, profile, {k: options[k] for k in ("only", "start_at", "skip_done", "stop_after")}, {},
-                         device=device, data={}, seed=0, wall_time_s=wall_time_s, failures=failures)
+                         device=device, data={}, seed=0, wall_time_s=wall_time_s, failures=failures, precision=precision)
     for nb, seconds in timings.items():  # each notebook keeps the time, date and commit of its latest successful run
         notebooks[nb] = {"seconds": seconds, "date": record["created"], "git_commit": record["git_commit"]}
     record["metrics"] = {"notebooks": notebooks, "total_s": round(sum(n["seconds"] for n in notebooks.values()), 1)}
@@ -121,13 +141,14 @@ def timing_record(profile: str, device: str, timings: dict[str, float], failures
 
 
 def regenerate_readme(root: Path) -> None:
-    """Rewrite the README's generated sections: results tables, architectures, notebook index and profiles."""
-    from .report import architecture_table, notebook_index, profile_table, readme_tables, runtime_table, update_readme
-
+    """Rewrite the README's generated sections (results tables, architectures, notebook index and profiles); name the unreadable records."""
     entries = [(i.name, i.title.split("· ", 1)[-1]) for i in plan()]
-    records = load_records()
-    update_readme(root / "README.md", {"results": readme_tables(records), "notebooks": notebook_index(entries), "profiles": profile_table(),
-                                      "architectures": architecture_table(), "runtimes": runtime_table(records, len(entries))})
+    records, unreadable = scan_records(root / "results")
+    for problem in unreadable:
+        print(f"warning: run record left out of the README: {problem}", file=sys.stderr)
+    update_readme(root / "README.md", {"results": readme_tables(records, unreadable), "notebooks": notebook_index(entries),
+                                      "profiles": profile_table(), "architectures": architecture_table(),
+                                      "runtimes": runtime_table(records, len(entries))})
 
 
 def _positive_int(text: str) -> int:
@@ -176,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     if data_root:  # the kernels run in notebooks/, so a relative root must be made absolute
         os.environ["DNIC_DATA_DIR"] = str(Path(data_root).expanduser().resolve())
     os.environ.update(DNIC_PROFILE=profile, DNIC_QUIET="1")
+    shown = load_records()  # the records behind the README's rows before this batch, to name the rows it replaces
     failures, timings, start = [], {}, time.perf_counter()
     print(f"dnic report: {len(items)} notebook(s), profile {profile}", flush=True)
     for n, item in enumerate(items, start=1):
@@ -190,19 +212,23 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         try:
             execute(root, item, profile, out, args.timeout)
-        except Exception as err:  # papermill's error carries the failing cell; anything else is reported whole
-            cell = getattr(err, "exec_count", None)
-            detail = f"{getattr(err, 'ename', type(err).__name__)}: {getattr(err, 'evalue', err)}"
-            failures.append(f"{item.name} (cell [{cell}]): {detail}" if cell is not None else f"{item.name}: {detail}")
+        except Exception as err:
+            failures.append(failure(root, item.name, err))
             print(f"    FAILED after {time.perf_counter() - t0:.1f} s", flush=True)
         else:
             timings[item.name] = round(time.perf_counter() - t0, 1)
             kept = "" if out.parent == root / "notebooks" else f" (a higher profile's notebook is kept; output in {out.relative_to(root)})"
             print(f"    ok in {timings[item.name]} s{kept}", flush=True)
-        # after every notebook, so that a batch stopped from outside keeps the times of those that finished
-        write_record(timing_record(profile, default_device(), timings, failures, time.perf_counter() - start, vars(args)))
-    regenerate_readme(root)
-    print(f"README tables regenerated; {len(timings)} ok, {len(failures)} failed, {time.perf_counter() - start:.0f} s in all", flush=True)
+        if timings:  # after every notebook, so that a batch stopped from outside keeps the times of those that finished
+            write_record(timing_record(profile, default_device(), timings, failures, time.perf_counter() - start, vars(args)))
+    summary = f"{len(timings)} ok, {len(failures)} failed, {time.perf_counter() - start:.0f} s in all"
+    if timings:
+        regenerate_readme(root)
+        for line in replaced_rows(shown, load_records()):
+            print(line, flush=True)
+        print(f"README tables regenerated; {summary}", flush=True)
+    else:  # a call in which nothing succeeded changes no committed file
+        print(f"no notebook succeeded: README.md and the timing record left as they were; {summary}", flush=True)
     for line in failures:
         print(f"  FAILED {line}", file=sys.stderr)
     return 1 if failures else 0

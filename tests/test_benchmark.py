@@ -12,8 +12,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from dnic_utils.records import REQUIRED_KEYS, make_record, write_record
-from dnic_utils.report import device_slug
-from dnic_utils.train import amp_dtype, amp_label
+from dnic_utils.devices import amp_dtype, amp_label, device_slug
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("speed", REPO_ROOT / "benchmarks" / "speed.py")
@@ -102,7 +101,7 @@ def test_time_to_target(acc: float, reached: bool, time: float | None) -> None:
     (["--arch", "lenet6"], "error: Unknown architecture 'lenet6'."),
     (["--accuracy-epochs", "resnet99=3"], "error: Unknown architecture 'resnet99'."),
     (["--dataset", "svhn"], "error: Unknown dataset 'svhn'."),
-    (["--accuracy-lr", "20"], "error: Learning rate `lr` must be in (0, 10)"),
+    (["--accuracy-lr", "20"], "error: Parameter `lr` must be a number in (0, 10)"),
     (["--data-dir", "EMPTY"], "holds no copy of CIFAR-10"),
 ])
 def test_bad_input_prints_one_error_line(args: list[str], message: str, tmp_path: Path, project_dir: Path, capsys: pytest.CaptureFixture) -> None:

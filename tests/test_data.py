@@ -8,16 +8,19 @@ import io
 import itertools
 import math
 import shutil
+import struct
 import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from conftest import real_data_root, requires_real_data
 from dnic_utils import data
 from dnic_utils.data import DATASETS, Augment, BatchLoader, RawData, channel_stats, dataset_info, load_raw, load_splits
+from dnic_utils.data.sources import read_idx
 from dnic_utils.errors import DnicError
 
 IDX_NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
@@ -135,7 +138,7 @@ def test_second_load_comes_from_the_cache(fixture_root: Path, tmp_path: Path, mo
     def no_decoding(*args, **kwargs):
         raise AssertionError("the second load decoded the source again instead of reading the cache")
 
-    monkeypatch.setattr(data, decoder, no_decoding)
+    monkeypatch.setattr(f"dnic_utils.data.sources.{decoder}", no_decoding)
     second = load_raw(name, fixture_root)
     assert torch.equal(first.train_x, second.train_x) and torch.equal(first.train_y, second.train_y)
     assert torch.equal(first.test_x, second.test_x) and torch.equal(first.test_y, second.test_y)
@@ -182,7 +185,7 @@ TEST_COUNTS = [30 + 3 * c for c in range(10)]
 @pytest.fixture
 def synthetic(monkeypatch: pytest.MonkeyPatch) -> RawData:
     raw = indexed_raw(TRAIN_COUNTS, TEST_COUNTS)
-    monkeypatch.setattr(data, "load_raw", lambda name, root=None: raw)
+    monkeypatch.setattr("dnic_utils.data.splits.load_raw", lambda name, root=None: raw)
     return raw
 
 
@@ -263,6 +266,12 @@ def test_unknown_dataset_lists_the_valid_names() -> None:
         load_raw("imagenet")
     assert_fixable(err, "'imagenet'", "mnist", "fashion_mnist", "cifar10")
     assert dataset_info("Fashion-MNIST").key == "fashion_mnist"  # spelling variants are accepted
+
+
+@pytest.mark.parametrize("name, key", [("CIFAR-10", "cifar10"), ("cifar_10", "cifar10"), ("Cifar 10", "cifar10"), ("Fashion-MNIST", "fashion_mnist"),
+                                       ("fashionmnist", "fashion_mnist"), ("MNIST", "mnist"), ("mnist", "mnist")])
+def test_dataset_names_ignore_case_hyphens_and_underscores(name: str, key: str) -> None:
+    assert dataset_info(name).key == key
 
 
 class OfflineDataset:
@@ -351,12 +360,34 @@ def test_idx_file_with_missing_bytes(idx_copy: Path) -> None:
     assert_fixable(err, str(path), "expected 78400 bytes")
 
 
-def test_idx_labels_that_do_not_match_the_images(idx_copy: Path) -> None:
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write a well-formed gzipped IDX file of unsigned bytes."""
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(gzip.compress(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()))
+
+
+@pytest.mark.parametrize("short, other, counts", [("labels", "images", "holds 60 labels, but t10k-images-idx3-ubyte.gz beside it holds 100 images"),
+                                                  ("images", "labels", "holds 60 images, but t10k-labels-idx1-ubyte.gz beside it holds 100 labels")],
+                         ids=["short-labels", "short-images"])
+def test_idx_count_mismatch_blames_the_short_file(idx_copy: Path, short: str, other: str, counts: str) -> None:
+    """A well-formed IDX file with fewer items than its partner is named as the damaged one, with both counts."""
+    raw_dir = idx_copy / "MNIST" / "raw"
+    path = raw_dir / f"t10k-{short}-idx{3 if short == 'images' else 1}-ubyte.gz"
+    write_idx(path, read_idx(path)[:60])
+    with pytest.raises(DnicError) as err:
+        load_raw("mnist", idx_copy)
+    assert_fixable(err, counts)
+    assert err.value.problem.startswith(f"The data file {path} ")
+    assert str(raw_dir / f"t10k-{other}") not in str(err.value)
+
+
+def test_idx_labels_longer_than_the_images(idx_copy: Path) -> None:
+    """The training labels copied over the test labels: the (shorter) test images are named, with both counts."""
     raw_dir = idx_copy / "MNIST" / "raw"
     shutil.copy(raw_dir / "train-labels-idx1-ubyte.gz", raw_dir / "t10k-labels-idx1-ubyte.gz")
     with pytest.raises(DnicError) as err:
         load_raw("mnist", idx_copy)
-    assert_fixable(err, "t10k-images-idx3-ubyte.gz", "do not match")
+    assert_fixable(err, str(raw_dir / "t10k-images-idx3-ubyte.gz"), "holds 100 images", "5,100 labels")
 
 
 def test_non_idx_file(idx_copy: Path) -> None:
@@ -411,6 +442,42 @@ def test_archive_with_a_broken_jpeg(tar_copy: Path) -> None:
     assert_fixable(err, str(tar_copy))
 
 
+def jpeg(size: int = 32, seed: int = 0) -> bytes:
+    """A random RGB JPEG of size×size pixels."""
+    pixels = np.random.RandomState(seed).randint(0, 256, (size, size, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="JPEG", quality=75)
+    return buf.getvalue()
+
+
+def write_archive(path: Path, members: dict[str, bytes]) -> Path:
+    """A tar.gz holding the given members (name → bytes); returns its path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as tar:
+        for name, blob in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    return path
+
+
+@pytest.mark.parametrize("bad, reason", [(b"this is not a jpeg at all", "not a readable image"),
+                                         (jpeg()[:300], "Truncated"),
+                                         (jpeg(size=16), "16×16")], ids=["garbage", "truncated", "wrong-size"])
+def test_damaged_jpeg_member_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad: bytes, reason: str) -> None:
+    """One bad member among many: the message names it and the archive, not an anonymous in-memory buffer."""
+    monkeypatch.setenv("DNIC_CACHE_DIR", str(tmp_path / "cache"))
+    archive = write_archive(tmp_path / "root" / "CIFAR10-JPEG" / "tiny.tar.gz", {
+        "train/airplane/0000.jpg": jpeg(seed=1), "train/cat/0042.jpg": bad, "train/ship/0007.jpg": jpeg(seed=2),
+        "test/airplane/0000.jpg": jpeg(seed=3), "test/truck/0001.jpg": jpeg(seed=4),
+    })
+    with pytest.raises(DnicError) as err:
+        load_raw("cifar10", tmp_path / "root")
+    assert_fixable(err, "'train/cat/0042.jpg'", str(archive), reason)
+    assert "BytesIO" not in str(err.value)
+    assert not list((tmp_path / "cache").rglob("*.pt"))
+
+
 def test_archive_with_an_unknown_class_folder(tar_copy: Path) -> None:
     def rename_first(n: int, member: tarfile.TarInfo, blob: bytes) -> bytes:
         if n == 0:
@@ -421,6 +488,61 @@ def test_archive_with_an_unknown_class_folder(tar_copy: Path) -> None:
     with pytest.raises(DnicError) as err:
         load_raw("cifar10", tar_copy.parent.parent)
     assert_fixable(err, str(tar_copy), "unicorn")
+
+
+def damage_a_copy(fixture_root: Path, root: Path, name: str) -> Path:
+    """Copy the fixture's MNIST folder or CIFAR-10 JPEG archive into root and truncate one file; returns that file."""
+    folder = "CIFAR10-JPEG" if name == "cifar10" else "MNIST"
+    shutil.copytree(fixture_root / folder, root / folder)
+    path = root / ("CIFAR10-JPEG/cifar10-tiny.tar.gz" if name == "cifar10" else "MNIST/raw/train-labels-idx1-ubyte.gz")
+    path.write_bytes(path.read_bytes()[:100])
+    return path
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar10"])
+@pytest.mark.parametrize("given_by", ["data_dir parameter", "DNIC_DATA_DIR"])
+def test_damaged_file_in_a_data_root_asks_for_a_good_copy(fixture_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          name: str, given_by: str) -> None:
+    """torchvision never downloads into a data root: the fix names the root and how it was set, and never says to delete."""
+    root = tmp_path / "root"
+    path = damage_a_copy(fixture_root, root, name)
+    monkeypatch.setenv("DNIC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("DNIC_DATA_DIR", str(root) if given_by == "DNIC_DATA_DIR" else str(tmp_path / "elsewhere"))
+    with pytest.raises(DnicError) as err:
+        load_raw(name, root if given_by == "data_dir parameter" else None)
+    assert_fixable(err, str(path), "corrupt or truncated")
+    fix = err.value.fix
+    assert "replace" in fix and path.name in fix and str(root) in fix and given_by in fix, fix
+    assert "delete" not in fix and "download it again" not in fix and "downloads it again" not in fix, fix
+    if name == "cifar10":
+        assert "JPEG copy" in fix, fix
+
+
+class AlreadyDownloaded:
+    """Stands in for a torchvision dataset class whose files are already in the download cache."""
+
+    def __init__(self, root: str, train: bool = True, download: bool = False, **kwargs) -> None:
+        pass
+
+
+@pytest.mark.parametrize("name, tv_class, deletable", [("mnist", "MNIST", True), ("cifar10", "CIFAR10", False)])
+def test_damaged_file_in_the_download_cache(fixture_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            name: str, tv_class: str, deletable: bool) -> None:
+    """Only torchvision's own files in its download cache may be deleted to be downloaded again; never the JPEG copy."""
+    import torchvision.datasets
+
+    path = damage_a_copy(fixture_root, tmp_path / "cache" / "torchvision", name)
+    monkeypatch.setattr(torchvision.datasets, tv_class, AlreadyDownloaded)
+    monkeypatch.delenv("DNIC_DATA_DIR", raising=False)
+    monkeypatch.setenv("DNIC_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(DnicError) as err:
+        load_raw(name)
+    assert_fixable(err, str(path), "corrupt or truncated")
+    fix = err.value.fix
+    if deletable:
+        assert f"delete {path}" in fix and "downloads it again" in fix and "replace" not in fix, fix
+    else:
+        assert "replace" in fix and "JPEG copy" in fix and "downloads it again" not in fix, fix
 
 
 # --------------------------------------------------------------------------------------------------------------

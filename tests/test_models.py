@@ -238,7 +238,7 @@ def test_registry_entries_are_described() -> None:
 
 
 def test_the_readme_architecture_table_has_one_measured_row_per_registry_entry() -> None:
-    from dnic_utils.report import architecture_table
+    from dnic_utils.readme import architecture_table
 
     rows = architecture_table().strip().splitlines()[2:]
     assert [r.split("|")[1].strip(" `") for r in rows] == list(REGISTRY)

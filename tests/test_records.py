@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dnic_utils import records, report
+from dnic_utils import files, readme, records
 from dnic_utils.models import REGISTRY
 from dnic_utils.records import REQUIRED_KEYS, load_records, make_record, validate_record, write_record
 
@@ -99,17 +99,17 @@ def test_write_is_atomic_when_the_rename_fails(project_dir: Path, monkeypatch: p
 
 def test_atomic_torch_save_cleans_up_on_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     target = tmp_path / "ckpt" / "last.pt"
-    records.atomic_torch_save({"epoch": 1}, target)
+    files.atomic_torch_save({"epoch": 1}, target)
     before = target.read_bytes()
     monkeypatch.setattr(os, "replace", lambda src, dst: (_ for _ in ()).throw(OSError("no")))
     with pytest.raises(OSError):
-        records.atomic_torch_save({"epoch": 2}, target)
+        files.atomic_torch_save({"epoch": 2}, target)
     monkeypatch.undo()
     assert target.read_bytes() == before
     assert [p.name for p in target.parent.iterdir()] == ["last.pt"]
 
 
-def test_load_records_skips_invalid_files(project_dir: Path) -> None:
+def test_load_records_skips_invalid_files_and_warns_naming_each(project_dir: Path) -> None:
     good = write_record(train_record())
     folder = good.parent
     (folder / "truncated.json").write_text('{"kind": "train", "name": ')
@@ -119,16 +119,40 @@ def test_load_records_skips_invalid_files(project_dir: Path) -> None:
     bad_profile["profile"] = "nightly"
     (folder / "bad-profile.json").write_text(json.dumps(bad_profile, default=str))
     (folder / "notes.txt").write_text("not a record")
-    loaded = load_records()
+    with pytest.warns(UserWarning) as caught:
+        loaded = load_records()
     assert [r["name"] for r in loaded] == ["mnist-lenet5"]
-    assert load_records(project_dir / "results") == loaded
+    messages = sorted(str(w.message) for w in caught)
+    assert [m.split(" (unreadable: ")[0] for m in messages] == [f"run record left out: results/smoke/{name}.json"
+                                                                for name in ("bad-profile", "empty", "partial", "truncated")]
+    assert "lacks config, metrics" in messages[2] and "'nightly'" in messages[0]
+    assert not any(str(project_dir) in m for m in messages)  # paths relative to the project, never the machine's
+    with pytest.warns(UserWarning):
+        assert load_records(project_dir / "results") == loaded
     assert load_records(project_dir / "nowhere") == []
 
 
 def test_load_records_skips_json_that_is_not_an_object(project_dir: Path) -> None:
     good = write_record(train_record())
     (good.parent / "number.json").write_text("42")
-    assert [r["name"] for r in load_records()] == ["mnist-lenet5"]
+    with pytest.warns(UserWarning, match="results/smoke/number.json"):
+        assert [r["name"] for r in load_records()] == ["mnist-lenet5"]
+
+
+def test_the_results_section_names_the_records_it_could_not_read(project_dir: Path) -> None:
+    """A corrupt record's row is not left out of the tables without a word: the section names the file and why."""
+    good = write_record(train_record("mnist", "lenet5", profile="quick"))
+    (good.parent / "mnist-vgg16.json").write_text('{"kind": "train"')
+    (good.parent / "mnist-resnet18.json").write_text(json.dumps({"kind": "train", "name": "mnist-resnet18"}))
+    loaded, unreadable = records.scan_records()
+    assert [r["name"] for r in loaded] == ["mnist-lenet5"]
+    text = readme.readme_tables(loaded, unreadable)
+    assert "| LeNet-5" in text
+    assert "\n_Not shown: results/quick/mnist-resnet18.json (unreadable: run record lacks profile, config, metrics," in text
+    assert "\n_Not shown: results/quick/mnist-vgg16.json (unreadable: Expecting ',' delimiter: line 1 column 17 (char 16))_\n" in text
+    assert str(project_dir) not in text
+    assert readme.readme_tables([], unreadable).startswith("_No run records yet")
+    assert "_Not shown: results/quick/mnist-vgg16.json" in readme.readme_tables([], unreadable)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -139,7 +163,7 @@ def test_best_records_prefers_the_higher_profile_in_any_order() -> None:
     smoke = train_record(profile="smoke", test_acc=0.99, created="2030-01-01T00:00:00+00:00")  # newer and better
     quick = train_record(profile="quick", test_acc=0.80, created="2020-01-01T00:00:00+00:00")
     for order in ([smoke, quick], [quick, smoke]):
-        best = report.best_records(order)
+        best = readme.best_records(order)
         assert list(best) == [("mnist", "lenet5")]
         assert best[("mnist", "lenet5")] is quick
 
@@ -148,21 +172,21 @@ def test_best_records_takes_the_newest_among_equal_profiles() -> None:
     old = train_record(created="2024-01-01T00:00:00+00:00")
     new = train_record(created="2025-01-01T00:00:00+00:00")
     for order in ([old, new], [new, old]):
-        assert report.best_records(order)[("mnist", "lenet5")] is new
+        assert readme.best_records(order)[("mnist", "lenet5")] is new
 
 
 def test_best_records_ignores_other_kinds_and_keeps_pairs_apart() -> None:
     data_record = make_record("data", "data-exploration", "full", {}, {}, device="cpu", data={}, seed=0, wall_time_s=1.0)
     recs = [data_record, train_record("mnist", "lenet5"), train_record("mnist", "resnet18"), train_record("cifar10", "lenet5")]
-    assert set(report.best_records(recs)) == {("mnist", "lenet5"), ("mnist", "resnet18"), ("cifar10", "lenet5")}
+    assert set(readme.best_records(recs)) == {("mnist", "lenet5"), ("mnist", "resnet18"), ("cifar10", "lenet5")}
 
 
 def test_best_records_leaves_out_runs_with_non_default_parameters() -> None:
     canonical = train_record(created="2024-01-01T00:00:00+00:00")
     custom = train_record(created="2025-01-01T00:00:00+00:00")
     custom["config"]["variant"] = "1a2b3c4d"
-    assert report.best_records([canonical, custom])[("mnist", "lenet5")] is canonical
-    assert report.best_records([custom]) == {}
+    assert readme.best_records([canonical, custom])[("mnist", "lenet5")] is canonical
+    assert readme.best_records([custom]) == {}
 
 
 RESULT_COLUMNS = ["model", "profile", "size (MB)", "trainable params", "train loss", "test loss", "train acc (%)", "test acc (%)",
@@ -172,15 +196,37 @@ RESULT_COLUMNS = ["model", "profile", "size (MB)", "trainable params", "train lo
 def test_results_table_has_one_row_per_architecture() -> None:
     recs = [train_record("mnist", "resnet18"), train_record("mnist", "lenet5", profile="smoke"), train_record("mnist", "lenet5", profile="quick"),
             train_record("mnist", "vgg16"), train_record("cifar10", "vgg16", test_acc=0.5)]
-    table = report.results_table(recs, "mnist")
+    table = readme.results_table(recs, "mnist")
     assert list(table.columns) == RESULT_COLUMNS
     assert table["model"].tolist() == ["LeNet-5", "VGG16", "ResNet18"]  # registry order, one row each
     lenet = table.iloc[0]
     assert lenet["profile"] == "quick"
     assert lenet["test acc (%)"] == "91.00" and lenet["trainable params"] == "61,706" and lenet["MFLOPs/img"] == "0.8"
     assert lenet["device"].startswith("CPU (") and lenet["precision"] == "fp32" and len(lenet["date"]) == 10
-    assert len(report.results_table(recs, "cifar10")) == 1
-    assert report.results_table(recs, "fashion_mnist").empty
+    assert len(readme.results_table(recs, "cifar10")) == 1
+    assert readme.results_table(recs, "fashion_mnist").empty
+
+
+def with_device(record: dict, name: str, created: str, amp: str = "fp32") -> dict:
+    """The record as if run on a CPU of that name with that precision and date."""
+    return {**record, "device": {"type": "cpu", "name": name, "threads": 2}, "created": created, "metrics": {**record["metrics"], "amp": amp}}
+
+
+def test_replaced_rows_name_the_old_and_new_device_precision_and_date() -> None:
+    old = with_device(train_record("cifar10", "resnet18", profile="quick"), "Intel Xeon", "2026-11-20T10:00:00+00:00")
+    new = with_device(train_record("cifar10", "resnet18", profile="quick"), "AMD EPYC", "2026-11-30T10:00:00+00:00")
+    kept = train_record("mnist", "lenet5", profile="quick")
+    smoke = with_device(train_record("mnist", "vgg16"), "Intel Xeon", "2026-11-21T10:00:00+00:00")
+    quick = with_device(train_record("mnist", "vgg16", profile="quick"), "Intel Xeon", "2026-11-22T10:00:00+00:00", amp="bfloat16")
+    added = train_record("mnist", "resnet18", profile="quick")
+    def loaded(*recs: dict) -> list[dict]:
+        return [json.loads(json.dumps(r, default=str)) for r in recs]  # as load_records reads them, twice
+
+    lines = readme.replaced_rows(loaded(old, kept, smoke), loaded(kept, new, smoke, quick, added))
+    assert lines == [
+        "replaced README row CIFAR-10 · ResNet18 · quick: CPU (Intel Xeon, 2 threads) fp32 2026-11-20 → CPU (AMD EPYC, 2 threads) fp32 2026-11-30",
+        "replaced README row MNIST · VGG16 · smoke → quick: CPU (Intel Xeon, 2 threads) fp32 2026-11-21 → CPU (Intel Xeon, 2 threads) bfloat16 2026-11-22",
+    ]  # the unchanged row and the new one are not replacements
 
 
 def markers(name: str) -> tuple[str, str]:
@@ -188,31 +234,31 @@ def markers(name: str) -> tuple[str, str]:
 
 
 @pytest.fixture
-def readme(tmp_path: Path) -> Path:
+def readme_file(tmp_path: Path) -> Path:
     (rs, re_), (ns, ne) = markers("results"), markers("notebooks")
     path = tmp_path / "README.md"
     path.write_text(f"# Title\n\nIntro text.\n\n{rs}\nold table\n{re_}\n\n## Notebooks\n\n{ns}\nold index\n{ne}\n\nKeep me.\n")
     return path
 
 
-def test_update_readme_replaces_only_the_marked_section(readme: Path) -> None:
+def test_update_readme_replaces_only_the_marked_section(readme_file: Path) -> None:
     recs = [train_record("mnist", "lenet5"), train_record("mnist", "resnet18")]
     start, end = markers("results")
-    assert report.update_readme(readme, {"results": report.readme_tables(recs)}) is True
-    text = readme.read_text()
+    assert readme.update_readme(readme_file, {"results": readme.readme_tables(recs)}) is True
+    text = readme_file.read_text()
     before, rest = text.split(start)
     inside, after = rest.split(end)
     assert before == "# Title\n\nIntro text.\n\n"
     assert after == f"\n\n## Notebooks\n\n{markers('notebooks')[0]}\nold index\n{markers('notebooks')[1]}\n\nKeep me.\n"
     assert "old table" not in inside
     assert "| LeNet-5" in inside and "| ResNet18" in inside and "#### MNIST" in inside
-    assert report.update_readme(readme, {"results": report.readme_tables(recs)}) is False  # unchanged the second time
-    assert readme.read_text() == text
+    assert readme.update_readme(readme_file, {"results": readme.readme_tables(recs)}) is False  # unchanged the second time
+    assert readme_file.read_text() == text
 
 
-def test_update_readme_replaces_several_sections(readme: Path) -> None:
-    report.update_readme(readme, {"results": "RESULTS\n", "notebooks": "INDEX\n"})
-    text = readme.read_text()
+def test_update_readme_replaces_several_sections(readme_file: Path) -> None:
+    readme.update_readme(readme_file, {"results": "RESULTS\n", "notebooks": "INDEX\n"})
+    text = readme_file.read_text()
     assert "old table" not in text and "old index" not in text
     assert f"{markers('results')[0]}\nRESULTS\n{markers('results')[1]}" in text
     assert f"{markers('notebooks')[0]}\nINDEX\n{markers('notebooks')[1]}" in text
@@ -222,7 +268,7 @@ def test_update_readme_replaces_several_sections(readme: Path) -> None:
 def test_readme_tables_keep_the_formatted_numbers() -> None:
     rec = train_record("mnist", "lenet5", test_acc=0.9)
     rec["metrics"].update(train_loss=0.49, test_loss=2.7e12)  # a diverged smoke run must not turn into scientific notation
-    text = report.readme_tables([rec])
+    text = readme.readme_tables([rec])
     row = next(line for line in text.splitlines() if line.startswith("| LeNet-5"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[RESULT_COLUMNS.index("train loss")] == "0.490" and cells[RESULT_COLUMNS.index("test acc (%)")] == "90.00"
@@ -232,22 +278,22 @@ def test_readme_tables_keep_the_formatted_numbers() -> None:
 
 
 def test_readme_tables_without_records() -> None:
-    assert "No run records yet" in report.readme_tables([])
+    assert "No run records yet" in readme.readme_tables([])
 
 
 def test_update_readme_without_markers_raises(tmp_path: Path) -> None:
     path = tmp_path / "README.md"
     path.write_text("# Title\n\nNo markers here.\n")
     with pytest.raises(ValueError, match="markers"):
-        report.update_readme(path, {"results": report.readme_tables([train_record()])})
+        readme.update_readme(path, {"results": readme.readme_tables([train_record()])})
     assert path.read_text() == "# Title\n\nNo markers here.\n"
 
 
-def test_update_readme_with_one_section_missing_changes_nothing(readme: Path) -> None:
-    before = readme.read_text()
+def test_update_readme_with_one_section_missing_changes_nothing(readme_file: Path) -> None:
+    before = readme_file.read_text()
     with pytest.raises(ValueError, match="dnic:figures:start"):
-        report.update_readme(readme, {"results": "NEW\n", "figures": "NEW\n"})
-    assert readme.read_text() == before
+        readme.update_readme(readme_file, {"results": "NEW\n", "figures": "NEW\n"})
+    assert readme_file.read_text() == before
 
 
 def test_git_commit_names_the_checkout_head() -> None:

@@ -12,9 +12,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from dnic_utils import report, runner
+from dnic_utils import readme, runner
 from conftest import REPO_ROOT as REPO
-from dnic_utils.config import PROFILES, project_root
+from test_records import train_record
+from dnic_utils.config import PROFILES
+from dnic_utils.devices import amp_dtype, amp_label, device_slug
+from dnic_utils.settings import project_root
 from dnic_utils.data import DATASETS
 from dnic_utils.models import REGISTRY
 
@@ -121,20 +124,36 @@ def test_timing_record_merges_the_notebooks_of_successive_calls(project_dir: Pat
     first = runner.timing_record("full", "cpu", {"101_a": 10.0, "102_b": 20.0}, [], 31.0, OPTIONS)
     runner.write_record(first)
     second = runner.timing_record("full", "cpu", {"102_b": 25.0, "103_c": 5.0}, ["104_d: boom"], 31.0, OPTIONS)
-    assert second["name"].startswith("report-run-cpu-") and second["name"].endswith("-threads") and second["failures"] == ["104_d: boom"]
+    assert second["name"].startswith("report-run-cpu-") and second["failures"] == ["104_d: boom"]
     notebooks = second["metrics"]["notebooks"]
     assert {k: v["seconds"] for k, v in notebooks.items()} == {"101_a": 10.0, "102_b": 25.0, "103_c": 5.0}
     assert notebooks["101_a"]["date"] == first["created"] and notebooks["103_c"]["date"] == second["created"]
     assert second["metrics"]["total_s"] == 40.0
     other = runner.timing_record("smoke", "cpu", {"101_a": 1.0}, [], 1.0, OPTIONS)  # another profile starts afresh
     assert other["metrics"]["total_s"] == 1.0
+    assert "No timed report runs" in readme.runtime_table([], planned=40)
+
+
+def test_timing_records_are_kept_apart_by_device_and_precision(project_dir: Path) -> None:
+    """report-run-<device>-<precision>: a record named by the device alone (committed before) is shown, with '?', not merged into."""
+    precision = amp_label(amp_dtype("auto", "cpu"))
+    legacy = runner.timing_record("full", "cpu", {"101_a": 10.0}, [], 10.0, OPTIONS)
+    legacy["name"] = f"report-run-{device_slug('cpu')}"
+    del legacy["precision"]
+    runner.write_record(legacy)
+    record = runner.timing_record("full", "cpu", {"102_b": 25.0}, [], 25.0, OPTIONS)
+    assert record["name"] == f"report-run-{device_slug('cpu', precision)}" and record["name"].endswith(f"-threads-{precision}")
+    assert record["precision"] == precision and set(record["metrics"]["notebooks"]) == {"102_b"}  # nothing derived from the old record
 
     gpu = {"type": "cuda", "name": "NVIDIA H100 80GB HBM3", "count": 1}
-    table = report.runtime_table([{**second, "device": gpu}, {**other, "device": {"type": "cpu", "name": "AMD EPYC", "threads": 2}}], planned=40)
-    smoke_row, full_row = table.splitlines()[2:4]
-    assert smoke_row.startswith("| `smoke` | CPU (AMD EPYC, 2 threads) | 1 of 40 |")
-    assert full_row.startswith("| `full` | NVIDIA H100 80GB HBM3 | 3 of 40 | 0.7 | `102_b` (25 s) |")
-    assert "No timed report runs" in report.runtime_table([], planned=40)
+    other = runner.timing_record("smoke", "cpu", {"101_a": 1.0}, [], 1.0, OPTIONS)
+    table = readme.runtime_table([{**legacy, "device": gpu}, {**record, "device": gpu, "precision": "bfloat16"},
+                                  {**other, "device": {"type": "cpu", "name": "AMD EPYC", "threads": 2}}], planned=40)
+    assert table.splitlines()[0].startswith("| profile | device | precision | notebooks timed |")
+    smoke_row, legacy_row, full_row = table.splitlines()[2:5]
+    assert smoke_row.startswith(f"| `smoke` | CPU (AMD EPYC, 2 threads) | {precision} | 1 of 40 |")
+    assert legacy_row.startswith("| `full` | NVIDIA H100 80GB HBM3 | ? | 1 of 40 | 0.2 | `101_a` (10 s) |")
+    assert full_row.startswith("| `full` | NVIDIA H100 80GB HBM3 | bfloat16 | 1 of 40 | 0.4 | `102_b` (25 s) |")
 
 
 @pytest.fixture
@@ -173,6 +192,77 @@ def test_stop_after_starts_no_notebook_past_the_limit(fake_batch: tuple[Path, li
     assert "stopping: 1 s have passed (--stop-after); resume with --start-at 102_mnist_lenet5" in capsys.readouterr().out
     [record] = [json.loads(p.read_text()) for p in (root / "results" / "smoke").glob("report-run-cpu-*.json")]
     assert set(record["metrics"]["notebooks"]) == set(ran) and record["config"]["stop_after"] == 1
+
+
+class CellError(Exception):
+    """Like papermill's PapermillExecutionError: the failing cell's number, the error's type and message."""
+
+    def __init__(self, exec_count: int, ename: str, evalue: str) -> None:
+        super().__init__(evalue)
+        self.exec_count, self.ename, self.evalue = exec_count, ename, evalue
+
+
+def test_a_run_in_which_nothing_succeeds_changes_no_committed_file(fake_batch: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    """Every notebook failing at once leaves the committed timing record (and its 'last run' date) and README.md as they were."""
+    root, _ = fake_batch
+    committed = runner.timing_record("smoke", "cpu", {"100_mnist_lenet5": 5.0}, [], 5.0, OPTIONS)
+    path = runner.write_record(committed)
+    before = path.read_bytes()
+    regenerated: list[Path] = []
+    monkeypatch.setattr(runner, "regenerate_readme", regenerated.append)
+
+    def fail(root: Path, item: runner.Planned, profile: str, out: Path, timeout: int) -> None:
+        raise FileNotFoundError(f"No such file or directory: '{root / runner.TEMPLATE}'")
+
+    monkeypatch.setattr(runner, "execute", fail)
+    assert runner.main(["--profile", "smoke"]) == 1
+    assert path.read_bytes() == before and [p.name for p in path.parent.iterdir()] == [path.name]
+    assert regenerated == []
+    assert "no notebook succeeded: README.md and the timing record left as they were; 0 ok, 3 failed" in capsys.readouterr().out
+
+
+def test_failures_in_the_timing_record_name_notebook_cell_and_error_without_machine_paths(fake_batch: tuple[Path, list[str]],
+                                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    root, _ = fake_batch
+    succeed = runner.execute
+
+    def execute(root: Path, item: runner.Planned, profile: str, out: Path, timeout: int) -> None:
+        if item.name == "100_mnist_lenet5":
+            raise FileNotFoundError(f"[Errno 2] No such file or directory: '{root / runner.TEMPLATE}' (from /opt/conda/lib/site-packages/pm.py:12)")
+        if item.name == "101_mnist_lenet5":
+            raise CellError(4, "OSError", f"cannot read {root.resolve()}/data/MNIST and /home/someone/.cache/dnic/x.npz; cwd {root}; see https://x.org/a/b")
+        succeed(root, item, profile, out, timeout)
+
+    monkeypatch.setattr(runner, "execute", execute)
+    assert runner.main(["--profile", "smoke"]) == 1
+    [record] = [json.loads(p.read_text()) for p in (root / "results" / "smoke").glob("report-run-*.json")]
+    assert set(record["metrics"]["notebooks"]) == {"102_mnist_lenet5"}
+    assert record["failures"] == [
+        "100_mnist_lenet5: FileNotFoundError: [Errno 2] No such file or directory: './notebooks/templates/model.ipynb' (from pm.py:12)",
+        "101_mnist_lenet5 (cell [4]): OSError: cannot read ./data/MNIST and x.npz; cwd .; see https://x.org/a/b",
+    ]
+
+
+def test_the_runner_prints_the_readme_rows_a_batch_replaced(fake_batch: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    """A same-profile run on another machine replaces a README row: the runner says which, with old and new device, precision and date."""
+    root, _ = fake_batch
+    xeon = {"type": "cpu", "name": "Intel Xeon", "threads": 2}
+    runner.write_record({**train_record("mnist", "lenet5", created="2026-11-20T09:00:00+00:00"), "device": xeon})
+    runner.write_record({**train_record("mnist", "vgg16", created="2026-11-20T09:00:00+00:00"), "device": xeon})  # not rerun
+    succeed = runner.execute
+
+    def execute(root: Path, item: runner.Planned, profile: str, out: Path, timeout: int) -> None:
+        if item.name == "100_mnist_lenet5":  # what the notebook writes on this other machine
+            record = train_record("mnist", "lenet5", created="2026-11-30T09:00:00+00:00")
+            runner.write_record({**record, "device": {"type": "cpu", "name": "AMD EPYC", "threads": 2}, "metrics": {**record["metrics"], "amp": "bfloat16"}})
+        succeed(root, item, profile, out, timeout)
+
+    monkeypatch.setattr(runner, "execute", execute)
+    assert runner.main(["--profile", "smoke"]) == 0
+    replaced = [line for line in capsys.readouterr().out.splitlines() if line.startswith("replaced README row")]
+    assert replaced == ["replaced README row MNIST · LeNet-5 · smoke: CPU (Intel Xeon, 2 threads) fp32 2026-11-20 → CPU (AMD EPYC, 2 threads) bfloat16 2026-11-30"]
 
 
 def readme_section(root: Path, name: str) -> str:
@@ -277,3 +367,17 @@ def test_tables_only_rewrites_the_readme_sections_without_running_notebooks(proj
     assert "stale" not in regenerated and "| `resnet101` | ResNet101 |" in regenerated
     assert "_No run records yet" in regenerated  # this scratch project has no results/
     assert not (project_dir / "build").exists() and not (project_dir / "results").exists()
+
+
+def test_tables_only_names_the_records_it_could_not_read(project_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """A corrupt record is named, relative to the project, on stderr and in the README's results section, instead of vanishing."""
+    shutil.copy2(REPO / "README.md", project_dir / "README.md")
+    monkeypatch.setattr(runner, "architecture_table", lambda: "ARCHITECTURES\n")  # model costs take long and are not what is tested
+    runner.write_record(train_record("mnist", "lenet5", profile="quick"))
+    (project_dir / "results" / "quick" / "mnist-vgg16.json").write_text('{"kind": "train", "name": "mnist-vgg16", ')
+    assert runner.main(["--tables-only"]) == 0
+    section = readme_section(project_dir, "results")
+    assert "| LeNet-5 " in section
+    assert "_Not shown: results/quick/mnist-vgg16.json (unreadable: Expecting property name enclosed in double quotes" in section
+    assert str(project_dir) not in (project_dir / "README.md").read_text()
+    assert "results/quick/mnist-vgg16.json (unreadable: " in capsys.readouterr().err

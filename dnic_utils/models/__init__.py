@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -25,6 +28,7 @@ class ModelSpec:
     look_for: str  # what to look for, formatted with anatomy.stats of the built model
     min_size: int = 16
     tier: Literal["light", "standard", "heavy"] = "standard"  # 'light': profiles give it their light_epochs; 'heavy': their heavy_train_size
+    describe_trained: Callable[[nn.Module, torch.Tensor], str] | None = None  # optional: Markdown on what the trained net does with a validation batch
 
 
 REGISTRY: dict[str, ModelSpec] = {
@@ -39,8 +43,10 @@ REGISTRY: dict[str, ModelSpec] = {
     "minigooglenet": ModelSpec("MiniGoogLeNet", "Inception", minigooglenet.MiniGoogLeNet, minigooglenet.SUMMARY, minigooglenet.LOOK_FOR),
     "inception_v3": ModelSpec("InceptionV3", "Inception", inception.inception_v3, inception.SUMMARY, inception.LOOK_FOR),
     "mobilenet_v2": ModelSpec("MobileNetV2", "MobileNet", mobilenet.mobilenet_v2, mobilenet.SUMMARY, mobilenet.LOOK_FOR),
-    "weightedsumnet": ModelSpec("WeightedSumNet", "WeightedSumNet", weightedsum.weighted_sum_net, weightedsum.SUMMARY, weightedsum.LOOK_FOR, min_size=8),
-    "weightedsumnet_improved": ModelSpec("WeightedSumNet-Improved", "WeightedSumNet", weightedsum.weighted_sum_net_improved, weightedsum.SUMMARY, weightedsum.LOOK_FOR),
+    "weightedsumnet": ModelSpec("WeightedSumNet", "WeightedSumNet", weightedsum.weighted_sum_net, weightedsum.SUMMARY, weightedsum.LOOK_FOR, min_size=8,
+                                 describe_trained=weightedsum.describe_branch_weights),
+    "weightedsumnet_improved": ModelSpec("WeightedSumNet-Improved", "WeightedSumNet", weightedsum.weighted_sum_net_improved, weightedsum.SUMMARY,
+                                         weightedsum.LOOK_FOR, describe_trained=weightedsum.describe_branch_weights),
 }
 
 
@@ -83,3 +89,21 @@ def count_flops(model: nn.Module, in_channels: int, image_size: int) -> int:
         model(torch.zeros(1, in_channels, image_size, image_size, device=param.device, dtype=param.dtype))
     model.train(was_training)
     return int(counter.get_total_flops())
+
+
+def model_cost(arch: str, num_classes: int, in_channels: int, image_size: int) -> dict:
+    """Parameters, size in MB and forward FLOPs per image of an architecture, measured on the CPU."""
+    model = build_model(arch, num_classes, in_channels, image_size)
+    return {**model_size(model), "flops": count_flops(model, in_channels, image_size)}
+
+
+def model_fingerprint(arch: str, model: nn.Module) -> str:
+    """A hash of the model's parameter and buffer names and shapes and of its builder's source file.
+
+    A checkpoint records it: a checkpoint written by other model code, even one whose shapes still fit, is not resumed.
+    """
+    h = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        h.update(f"{name}:{tuple(tensor.shape)};".encode())
+    h.update(inspect.getsource(sys.modules[model_spec(arch).builder.__module__]).encode())
+    return h.hexdigest()[:16]

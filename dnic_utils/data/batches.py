@@ -1,0 +1,102 @@
+"""Batches sliced from uint8 tensors on the device, augmented and normalised there: no per-sample work in the hot loop."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import DnicError
+from .datasets import DatasetInfo
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Per-image random translation (crop with zero padding), rotation and optional flip, done on whole batches."""
+
+    pad: int = 4
+    degrees: float = 0.0
+    flip: bool = False
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Augment a float batch (B, C, H, W) with one affine resample."""
+        b, _, h, w = x.shape
+        dev = x.device
+        angle = (torch.rand(b, device=dev, generator=generator) * 2 - 1) * math.radians(self.degrees)
+        shift = torch.randint(-self.pad, self.pad + 1, (2, b), device=dev, generator=generator).float()
+        mirror = torch.ones(b, device=dev)
+        if self.flip:
+            mirror = torch.where(torch.rand(b, device=dev, generator=generator) < 0.5, -mirror, mirror)
+        cos, sin = angle.cos(), angle.sin()
+        # Output-to-input map; integer shifts of 2/W land on pixel centres, so angle 0 is an exact crop.
+        theta = torch.stack(
+            [torch.stack([cos * mirror, -sin, 2 * shift[0] / w], 1), torch.stack([sin * mirror, cos, 2 * shift[1] / h], 1)], 1
+        )
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def default_augment(info: DatasetInfo) -> Augment:
+    """The report's augmentation: crop with padding, ±10° rotation, flips for natural images only."""
+    return Augment(pad=2 if info.size <= 28 else 4, degrees=10.0, flip=info.flip)
+
+
+class BatchLoader:
+    """Slices uint8 tensors held on the target device and augments and normalises whole batches there."""
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        *,
+        device: str | torch.device = "cpu",
+        shuffle: bool = False,
+        augment: Augment | None = None,
+        image_size: int | None = None,
+        channels: int | None = None,
+        drop_last: bool = False,
+        seed: int = 0,
+        channels_last: bool = False,
+    ) -> None:
+        if batch_size <= 0:
+            raise DnicError(f"Batch size must be positive, got {batch_size}.", "pass a batch size ≥ 1.")
+        self.device = torch.device(device)
+        self.x, self.y = x.to(self.device), y.to(self.device)
+        self.batch_size, self.shuffle, self.augment, self.drop_last = batch_size, shuffle, augment, drop_last
+        self.image_size, self.channels_last = image_size, channels_last
+        self.channels = channels or x.shape[1]
+        repeat = self.channels // x.shape[1]
+        self.mean = torch.tensor(mean, device=self.device).repeat(repeat).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, device=self.device).repeat(repeat).view(1, -1, 1, 1)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+
+    def __len__(self) -> int:
+        """Number of batches per pass."""
+        n = len(self.y)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def prepare(self, xb: torch.Tensor) -> torch.Tensor:
+        """Resize, expand grey to RGB and normalise a float batch in [0, 1]."""
+        if self.image_size and xb.shape[-1] != self.image_size:
+            xb = F.interpolate(xb, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        if xb.shape[1] != self.channels:
+            xb = xb.expand(-1, self.channels, -1, -1)
+        xb = (xb - self.mean) / self.std
+        return xb.contiguous(memory_format=torch.channels_last) if self.channels_last else xb
+
+    def __iter__(self):
+        """Yield (images, labels) batches on the device."""
+        n = len(self.y)
+        order = torch.randperm(n, device=self.device, generator=self.generator) if self.shuffle else None
+        for i in range(len(self)):
+            sl = slice(i * self.batch_size, min(n, (i + 1) * self.batch_size))
+            idx = order[sl] if order is not None else sl
+            xb = self.x[idx].float().div_(255)
+            if self.augment is not None:
+                xb = self.augment(xb, self.generator)
+            yield self.prepare(xb), self.y[idx]

@@ -1,0 +1,151 @@
+"""The README's generated sections, formatted from run records: results, architectures, notebooks, profiles and runtimes."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from .config import PROFILES
+from .data import DATASETS
+from .devices import device_label
+from .files import atomic_write_bytes
+from .models import REGISTRY, model_cost, model_spec
+
+REPOSITORY = "dnic-report/dnic"  # the GitHub slug the Colab badges and install cells point at
+
+
+def best_records(records: list[dict]) -> dict[tuple[str, str], dict]:
+    """For each (dataset, arch), the training record of the highest profile (newest among equals)."""
+    best: dict[tuple[str, str], dict] = {}
+    for r in records:
+        if r["kind"] != "train" or r["config"].get("variant"):  # runs with non-default parameters are not the report's
+            continue
+        key = (r["config"]["dataset"], r["config"]["arch"])
+        rank = (PROFILES[r["profile"]].rank, r["created"])
+        if key not in best or rank > (PROFILES[best[key]["profile"]].rank, best[key]["created"]):
+            best[key] = r
+    return best
+
+
+def results_table(records: list[dict], dataset: str) -> pd.DataFrame:
+    """The results table of one dataset, one row per architecture, formatted from run records."""
+    rows = []
+    order = list(REGISTRY)
+    chosen = sorted((r for (d, _), r in best_records(records).items() if d == dataset), key=lambda r: order.index(r["config"]["arch"]) if r["config"]["arch"] in order else len(order))
+    for r in chosen:
+        m = r["metrics"]
+        rows.append({
+            "model": r["arch_title"], "profile": r["profile"], "size (MB)": f"{m['size_mb']:.1f}", "trainable params": f"{m['trainable_params']:,}",
+            "train loss": f"{m['train_loss']:.3f}", "test loss": f"{m['test_loss']:.3f}",
+            "train acc (%)": f"{100 * m['train_acc']:.2f}", "test acc (%)": f"{100 * m['test_acc']:.2f}",
+            "macro P (%)": f"{100 * m['macro_precision']:.2f}", "macro R (%)": f"{100 * m['macro_recall']:.2f}", "macro F1 (%)": f"{100 * m['macro_f1']:.2f}",
+            "MFLOPs/img": f"{m['flops'] / 1e6:,.1f}", "train time (s)": f"{m['train_time_s']:.1f}", "images/s": f"{m['images_per_s']:,.0f}",
+            "device": device_label(r["device"]), "precision": m["amp"], "date": r["created"][:10],
+        })
+    return pd.DataFrame(rows)
+
+
+def readme_tables(records: list[dict], unreadable: Sequence[str] = ()) -> str:
+    """Markdown for the README: one results table per dataset that has records, then the record files that could not be read."""
+    parts = []
+    for key in DATASETS:
+        table = results_table(records, key)
+        if table.empty:
+            continue
+        sources = {r["data"]["title"] for (d, _), r in best_records(records).items() if d == key}
+        # the cells are already formatted: tabulate must not re-parse them, only right-align the numeric columns
+        align = ["left" if c in ("model", "profile", "device", "precision", "date") else "right" for c in table.columns]
+        parts.append(f"#### {' / '.join(sorted(sources))}\n\n{table.to_markdown(index=False, disable_numparse=True, colalign=align)}\n")
+    not_shown = "".join(f"\n_Not shown: {problem}_\n" for problem in unreadable)  # no row is left out without a word
+    if not parts:
+        return "_No run records yet: run the report command below._\n" + not_shown
+    note = ("Train loss and accuracy are running means over the selected epoch, on augmented batches and with label smoothing (which keeps "
+            "that loss well above zero), so they are not comparable with the test columns; test metrics are from one evaluation of the "
+            "validation-selected weights. `smoke` and `quick` rows are pipeline checks, not the report's numbers.\n")
+    return "\n".join(parts) + "\n" + note + not_shown
+
+
+def row_summary(record: dict) -> str:
+    """A results row's device, precision and date, e.g. 'CPU (AMD EPYC, 2 threads) fp32 2026-11-30'."""
+    return f"{device_label(record['device'])} {record['metrics']['amp']} {record['created'][:10]}"
+
+
+def replaced_rows(before: list[dict], after: list[dict]) -> list[str]:
+    """One line per results row that `after` shows from another record than `before` did, with the old and new device, precision and date."""
+    old, new = best_records(before), best_records(after)
+    lines = []
+    for key, record in new.items():
+        earlier = old.get(key)
+        if earlier is None or earlier == record:
+            continue
+        title = DATASETS[key[0]].title if key[0] in DATASETS else key[0]
+        profile = record["profile"] if earlier["profile"] == record["profile"] else f"{earlier['profile']} → {record['profile']}"
+        lines.append(f"replaced README row {title} · {record['arch_title']} · {profile}: {row_summary(earlier)} → {row_summary(record)}")
+    return lines
+
+
+def notebook_index(entries: list[tuple[str, str]]) -> str:
+    """A Markdown table of the report's notebooks, (file stem, title) each, with Colab badges."""
+    rows = ["| notebook | what | Colab |", "|---|---|---|"]
+    for stem, title in entries:
+        url = f"https://colab.research.google.com/github/{REPOSITORY}/blob/main/notebooks/{stem}.ipynb"
+        rows.append(f"| [`{stem}`](notebooks/{stem}.ipynb) | {title} | [![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url}) |")
+    return "\n".join(rows) + "\n"
+
+
+def architecture_table() -> str:
+    """The README's table of registered architectures: family, tier, minimum input, and size and FLOPs on both input kinds."""
+    rows = ["| name | model | family | tier | min input | params (1×28×28) | MFLOPs (1×28×28) | params (3×32×32) | MFLOPs (3×32×32) |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for arch, spec in REGISTRY.items():
+        grey, rgb = model_cost(arch, 10, 1, 28), model_cost(arch, 10, 3, 32)
+        rows.append(f"| `{arch}` | {spec.title} | {spec.family} | {spec.tier} | {spec.min_size}×{spec.min_size} | {grey['params']:,} | "
+                    f"{grey['flops'] / 1e6:,.1f} | {rgb['params']:,} | {rgb['flops'] / 1e6:,.1f} |")
+    return "\n".join(rows) + "\n"
+
+
+def profile_table() -> str:
+    """The README's table of profiles, from config.PROFILES."""
+    def n(value: int | None) -> str:
+        """A size, or 'all' for None."""
+        return "all" if value is None else f"{value:,}"
+
+    light = ", ".join(model_spec(a).title for a in REGISTRY if model_spec(a).tier == "light")
+    heavy = ", ".join(model_spec(a).title for a in REGISTRY if model_spec(a).tier == "heavy")
+    rows = ["| profile | training images (heavy models) | validation images | test images | epochs (light models) | batch |", "|---|---|---|---|---|---|"]
+    rows += [f"| `{p.name}` | {n(p.train_size)} ({n(p.heavy_train_size)}) | {p.val_size:,} | {n(p.test_size)} | {p.epochs} ({p.light_epochs}) | {p.batch_size} |" for p in PROFILES.values()]
+    rows.append(f"\nLight models: {light}. Heavy models: {heavy}.")
+    return "\n".join(rows) + "\n"
+
+
+def runtime_table(records: list[dict], planned: int) -> str:
+    """The README's table of report wall times per profile, device and precision, from the runner's report-run records."""
+    rows = ["| profile | device | precision | notebooks timed | wall time, summed (min) | slowest notebook | last run |",
+            "|---|---|---|---|---|---|---|"]
+    runs = sorted((r for r in records if r["kind"] == "report" and r["metrics"].get("notebooks")), key=lambda r: PROFILES[r["profile"]].rank)
+    for r in runs:
+        times = {name: n["seconds"] for name, n in r["metrics"]["notebooks"].items()}
+        slowest = max(times, key=times.get)
+        precision = r.get("precision", "?")  # records named report-run-<device>, from before precision was recorded, lack it
+        rows.append(f"| `{r['profile']}` | {device_label(r['device'])} | {precision} | {len(times)} of {planned} | "
+                    f"{r['metrics']['total_s'] / 60:.1f} | `{slowest}` ({times[slowest]:,.0f} s) | {r['created'][:10]} |")
+    if not runs:
+        return "_No timed report runs yet._\n"
+    return "\n".join(rows) + "\n\nEach notebook counts with its latest successful run (papermill execution, kernel start included).\n"
+
+
+def update_readme(readme: Path, sections: dict[str, str]) -> bool:
+    """Replace the README's generated sections (marked <!-- dnic:NAME:start/end -->); return True if it changed."""
+    text = new = readme.read_text()
+    for name, content in sections.items():
+        start, end = f"<!-- dnic:{name}:start -->", f"<!-- dnic:{name}:end -->"
+        pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+        if not pattern.search(new):
+            raise ValueError(f"{readme} lacks the markers {start} … {end}")
+        new = pattern.sub(lambda _: f"{start}\n{content}{end}", new)
+    if new != text:
+        atomic_write_bytes(readme, new.encode())
+    return new != text

@@ -1,0 +1,38 @@
+"""Settings read from the environment: where the project, the cache and the data live, and whether to stay quiet."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def project_root() -> Path:
+    """The folder that holds results/, figures/ and notebooks/: DNIC_PROJECT_DIR, else this checkout, else the cwd.
+
+    The cwd fallback is for an installed (non-editable) package, as on Colab, where the notebook's folder is used.
+    """
+    env = os.environ.get("DNIC_PROJECT_DIR")
+    checkout = Path(__file__).resolve().parent.parent
+    return Path(env) if env else checkout if (checkout / "pyproject.toml").is_file() else Path.cwd()
+
+
+def cache_dir() -> Path:
+    """Where decoded datasets and torchvision's downloads are cached (DNIC_CACHE_DIR, else ~/.cache/dnic)."""
+    env = os.environ.get("DNIC_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "dnic"
+
+
+def checkpoint_dir(profile: str, run_name: str) -> Path:
+    """Where one run's checkpoints live: checkpoints/<profile>/<run name>/ in the project (git-ignored)."""
+    return project_root() / "checkpoints" / profile / run_name
+
+
+def data_dir(root: str | os.PathLike | None = None) -> Path | None:
+    """The offline data root: the argument, else DNIC_DATA_DIR, else None (torchvision downloads)."""
+    value = root or os.environ.get("DNIC_DATA_DIR")
+    return Path(value).expanduser() if value else None
+
+
+def quiet() -> bool:
+    """True under CI or the runner, where progress bars would only add noise."""
+    return any(os.environ.get(k, "").lower() not in ("", "0", "false") for k in ("CI", "DNIC_QUIET"))
