@@ -52,6 +52,7 @@ class Progress:
 
     epoch: int = 0
     history: list[dict] = field(default_factory=list)
+    curve: list[dict] = field(default_factory=list)  # validation points within epochs: images seen, training time, accuracy
     best_acc: float = -1.0
     best_epoch: int = 0
     bad_epochs: int = 0

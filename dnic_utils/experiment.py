@@ -32,8 +32,10 @@ class Experiment:
     splits: Splits
     model: nn.Module
     history: list[dict]
+    curve: list[dict]
     y_true: torch.Tensor
     y_pred: torch.Tensor
+    confidence: torch.Tensor  # the softmax probability of each test prediction
     metrics: dict
     record: dict
     record_path: Path
@@ -76,9 +78,10 @@ class Experiment:
         plots.set_style()
         test_x = self.splits.test_x
         figures = {
-            "curves": plots.curves(self.history, self.title),
+            "curves": plots.curves(self.history, self.curve, self.title),
             "confusion": plots.confusion(self.metrics["confusion"], self.splits.classes, f"{self.title}: test confusion matrix"),
-            "misclassified": plots.misclassified(test_x, self.y_true, self.y_pred, self.splits.classes, title=f"{self.title}: misclassified (true → predicted)"),
+            "misclassified": plots.misclassified(test_x, self.y_true, self.y_pred, self.confidence, self.splits.classes,
+                                                 title=f"{self.title}: the most confident mistakes (true → predicted)"),
         }
         for kind, fig in figures.items():
             plots.save(fig, f"{self.name}-{kind}", self.cfg.profile)
@@ -129,7 +132,7 @@ def run(cfg: RunConfig, data_dir: str | None = None, resume: bool = True) -> Exp
         **model_cost(cfg.arch, len(info.classes), info.channels, info.size),
     }
     record = make_record("train", name, cfg.profile, cfg.to_dict(), metrics, device=cfg.device, data=data, seed=cfg.seed,
-                         wall_time_s=time.perf_counter() - start, history=history, arch_title=spec.title, checkpoint_id=fitted.run_id,
+                         wall_time_s=time.perf_counter() - start, history=history, curve=fitted.curve, arch_title=spec.title, checkpoint_id=fitted.run_id,
                          model_notes=notes, predictions=encode_predictions(test["y_true"], test["y_pred"], test["confidence"]))
     path = write_record(record)
-    return Experiment(cfg, splits, model, history, test["y_true"], test["y_pred"], metrics, record, path, notes)
+    return Experiment(cfg, splits, model, history, fitted.curve, test["y_true"], test["y_pred"], test["confidence"], metrics, record, path, notes)

@@ -67,14 +67,16 @@ def class_balance(counts: pd.DataFrame, title: str = "") -> plt.Figure:
     return fig
 
 
-def curves(history: list[dict], title: str = "") -> plt.Figure:
-    """Training and validation loss and accuracy per epoch."""
-    df = pd.DataFrame(history)
+def curves(history: list[dict], curve: list[dict], title: str = "") -> plt.Figure:
+    """Loss per epoch, and validation accuracy within epochs (a fixed slice of the validation split) beside the per-epoch values."""
+    df, points = pd.DataFrame(history), pd.DataFrame(curve)
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.5))
     # Training numbers are running means over augmented batches with label smoothing, hence above validation loss.
     for split, style, label in (("train", "-", "train (augmented, label-smoothed)"), ("val", "--", "validation")):
         ax_loss.plot(df["epoch"], df[f"{split}_loss"], style, marker="o", label=label)
-        ax_acc.plot(df["epoch"], df[f"{split}_acc"] * 100, style, marker="o", label=label)
+        ax_acc.plot(df["epoch"], df[f"{split}_acc"] * 100, style, marker="o", label=f"{label}, epoch end")
+    if not points.empty:
+        ax_acc.plot(points["epoch"], points["val_acc"] * 100, ":", marker=".", label="validation slice, within epochs")
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (ax_loss, ax_acc):
@@ -94,12 +96,23 @@ def confusion(cm: list[list[int]], classes: tuple[str, ...], title: str = "") ->
     return fig
 
 
-def misclassified(x: torch.Tensor, y_true: torch.Tensor, y_pred: torch.Tensor, classes: tuple[str, ...], limit: int = 16, title: str = "") -> plt.Figure:
-    """The first misclassified test images, captioned 'true → predicted'."""
-    wrong = torch.nonzero(y_true != y_pred).flatten()[:limit].tolist()
+def confident_errors(y_true: torch.Tensor, y_pred: torch.Tensor, confidence: torch.Tensor, limit: int = 16) -> list[int]:
+    """Indices of the most confident mistakes, spread over the true classes: each class's surest error first, in turn."""
+    wrong = torch.nonzero(y_true != y_pred).flatten()
+    by_class = [sorted(wrong[y_true[wrong] == c].tolist(), key=lambda i: -float(confidence[i])) for c in torch.unique(y_true[wrong]).tolist()]
+    by_class.sort(key=lambda idx: -float(confidence[idx[0]]))  # the class with the surest mistake leads each round
+    rounds = [idx[r] for r in range(max(map(len, by_class), default=0)) for idx in by_class if r < len(idx)]
+    return rounds[:limit]
+
+
+def misclassified(x: torch.Tensor, y_true: torch.Tensor, y_pred: torch.Tensor, confidence: torch.Tensor, classes: tuple[str, ...],
+                  limit: int = 16, title: str = "") -> plt.Figure:
+    """The most confident misclassified test images, spread over the classes, captioned 'true → predicted (probability)'."""
+    wrong = confident_errors(y_true, y_pred, confidence, limit)
     if not wrong:
         fig, ax = plt.subplots(figsize=(4, 1))
         ax.axis("off")
         ax.text(0.5, 0.5, "no misclassified test images", ha="center")
         return fig
-    return image_grid(x[wrong], [f"{classes[int(y_true[i])]} → {classes[int(y_pred[i])]}" for i in wrong], title=title)
+    return image_grid(x[wrong], [f"{classes[int(y_true[i])]} → {classes[int(y_pred[i])]}\n(p = {float(confidence[i]):.2f})" for i in wrong],
+                      title=title)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import PROFILES
+from .config import PROFILES, Profile
 from .data import DATASETS
 from .devices import device_label
 from .files import atomic_write_bytes
@@ -116,7 +116,14 @@ def profile_table() -> str:
     light = ", ".join(model_spec(a).title for a in REGISTRY if model_spec(a).tier == "light")
     heavy = ", ".join(model_spec(a).title for a in REGISTRY if model_spec(a).tier == "heavy")
     rows = ["| profile | training images (heavy models) | validation images | test images | epochs (light models) | batch |", "|---|---|---|---|---|---|"]
-    rows += [f"| `{p.name}` | {n(p.train_size)} ({n(p.heavy_train_size)}) | {p.val_size:,} | {n(p.test_size)} | {p.epochs} ({p.light_epochs}) | {p.batch_size} |" for p in PROFILES.values()]
+    def epochs(p: Profile) -> str:
+        """'1 (8)', or the epochs per dataset where the profile sets them for every architecture."""
+        if p.dataset_epochs:
+            return ", ".join(f"{DATASETS[d].title} {e}" for d, e in p.dataset_epochs.items()) + " (all models)"
+        return f"{p.epochs} ({p.light_epochs})"
+
+    rows += [f"| `{p.name}` | {n(p.train_size)} ({n(p.heavy_train_size)}) | {p.val_size:,} | {n(p.test_size)} | {epochs(p)} | {p.batch_size} |"
+             for p in PROFILES.values()]
     rows.append(f"\nLight models: {light}. Heavy models: {heavy}.")
     return "\n".join(rows) + "\n"
 

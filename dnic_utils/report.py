@@ -82,9 +82,13 @@ def discussion(exp: Experiment, peers: list[dict] = ()) -> str:
     if peers:
         listed = ", ".join(f"{r['arch_title']} {100 * r['metrics']['test_acc']:.2f}%" for r in sorted(peers, key=lambda r: -r["metrics"]["test_acc"]))
         lines.append(f"For comparison, in the same `{cfg.profile}` profile: {listed}.")
-    if cfg.profile != "full":
-        lines.append(f"These are `{cfg.profile}`-profile numbers ({cfg.epochs} epoch(s) on {len(exp.splits.train_y):,} training images): "
-                     "they show the pipeline works, not what the architecture can reach; the `full` profile gives the report's numbers.")
+    budget = f"{cfg.epochs} epoch(s) on {len(exp.splits.train_y):,} training images"
+    if cfg.profile == "budget":
+        lines.append(f"These are `budget`-profile numbers ({budget}, the same for every architecture on this dataset): a comparison "
+                     "at equal, small compute on a CPU, not what the architecture can reach with a longer schedule.")
+    elif cfg.profile != "full":
+        lines.append(f"These are `{cfg.profile}`-profile numbers ({budget}): they show the pipeline works, not what the "
+                     "architecture can reach; the `budget` profile gives the report's CPU numbers, `full` its GPU ones.")
     return "\n\n".join(lines)
 
 

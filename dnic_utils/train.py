@@ -61,6 +61,16 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: RunConfig, steps_per_e
     return torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(total, max(1, total // 20)))
 
 
+PROBE_POINTS = 8  # validation points per run at least, a one-epoch run included: a curve, not a dot
+PROBE_IMAGES = 512  # the fixed slice of the validation split those points are measured on
+
+
+def probe_steps(steps_per_epoch: int, epochs: int) -> list[int]:
+    """The steps of an epoch after which the validation slice is measured: evenly spaced, the epoch's last step included."""
+    per_epoch = min(steps_per_epoch, math.ceil(PROBE_POINTS / epochs))
+    return sorted({max(1, round(steps_per_epoch * k / per_epoch)) for k in range(1, per_epoch + 1)})
+
+
 # Writing the checkpoint after every epoch cost 0.7 s per epoch for ResNet18 and 2.6 s for ResNet101 (2-core CPU, fsync'd
 # atomic writes): more than a whole ResNet18 epoch on one H100.
 CHECKPOINT_EVERY_S = 60.0
@@ -88,15 +98,16 @@ def evaluate(model: nn.Module, loader: BatchLoader, amp: torch.dtype | None = No
             "confidence": torch.cat(confidences).cpu()}
 
 
-def _train_epoch(state: TrainState, loader: BatchLoader, cfg: RunConfig, amp: torch.dtype | None, desc: str) -> dict:
-    """One pass over the training loader; returns running loss, accuracy and throughput."""
+def _train_epoch(state: TrainState, loader: BatchLoader, cfg: RunConfig, amp: torch.dtype | None, desc: str,
+                 probe: Callable[[int, int, float], None] = lambda step, seen, seconds: None, probe_at: tuple[int, ...] = ()) -> dict:
+    """One pass over the training loader, calling probe(step, images, training seconds) after the steps in probe_at."""
     model, optimizer, scheduler, scaler = state.model, state.optimizer, state.scheduler, state.scaler
     model.train()
     loss_sum = torch.zeros((), device=loader.device)
     correct = torch.zeros((), device=loader.device, dtype=torch.long)
-    seen = 0
+    seen, probing = 0, 0.0
     start = time.perf_counter()
-    for xb, yb in tqdm(loader, desc=desc, leave=False, disable=quiet()):
+    for step, (xb, yb) in enumerate(tqdm(loader, desc=desc, leave=False, disable=quiet()), start=1):
         with autocast(cfg.device, amp):
             logits = model(xb)
             loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
@@ -108,9 +119,16 @@ def _train_epoch(state: TrainState, loader: BatchLoader, cfg: RunConfig, amp: to
         loss_sum += loss.detach() * len(yb)
         correct += (logits.argmax(1) == yb).sum()
         seen += len(yb)
+        if step in probe_at:
+            synchronize(cfg.device)
+            t0 = time.perf_counter()
+            probe(step, seen, t0 - start - probing)
+            model.train()
+            probing += time.perf_counter() - t0
     synchronize(cfg.device)
-    elapsed = time.perf_counter() - start
-    return {"train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen, "train_time_s": elapsed, "images_per_s": seen / elapsed}
+    elapsed = time.perf_counter() - start - probing
+    return {"train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen, "train_time_s": elapsed, "images": seen,
+            "images_per_s": seen / elapsed}
 
 
 @dataclass
@@ -118,6 +136,7 @@ class FitResult:
     """What fit returns: the epochs' history, the selected (best validation) epoch, and the training run's id."""
 
     history: list[dict]
+    curve: list[dict]  # validation accuracy on a fixed slice, PROBE_POINTS or more times per run, with images seen and training time
     best: dict  # the history row of the selected epoch
     run_id: str  # the checkpoint's id; the record names it, so a finished, reported run is trained afresh next time
     reused: bool  # True when training had already finished before a crash, and only its selected weights were taken
@@ -146,9 +165,21 @@ def fit(
     progress = state.progress
     reused = progress.finished
     saved_at = time.monotonic()
+    probe_loader, ends = val.head(PROBE_IMAGES), probe_steps(len(train), cfg.epochs)
     for epoch in range(progress.epoch + 1, 0 if reused else cfg.epochs + 1):
-        row = _train_epoch(state, train, cfg, amp, f"epoch {epoch}/{cfg.epochs}")
+        before = progress.curve[-1] if progress.curve else {"images_seen": 0, "train_time_s": 0.0}
+
+        def point(step: int, seen: int, seconds: float, acc: float | None = None) -> None:
+            """Add one point of the curve: the accuracy on the validation slice (measured now unless given)."""
+            acc = evaluate(model, probe_loader, amp)["acc"] if acc is None else acc
+            progress.curve.append({"epoch": round(epoch - 1 + step / len(train), 4), "images_seen": before["images_seen"] + seen,
+                                   "train_time_s": before["train_time_s"] + seconds, "val_acc": acc})
+
+        row = _train_epoch(state, train, cfg, amp, f"epoch {epoch}/{cfg.epochs}", point, tuple(ends[:-1]))
         val_metrics = evaluate(model, val, amp)
+        n = len(probe_loader.y)  # the epoch's end: the slice's accuracy comes from the full validation pass
+        point(ends[-1], row["images"], row["train_time_s"],
+              (val_metrics["y_pred"][:n] == val_metrics["y_true"][:n]).float().mean().item())
         row = {"epoch": epoch, **row, "val_loss": val_metrics["loss"], "val_acc": val_metrics["acc"], "lr": state.scheduler.get_last_lr()[0]}
         progress.history.append(row)
         if row["val_acc"] > progress.best_acc:
@@ -164,4 +195,4 @@ def fit(
         if progress.finished:
             break
     model.load_state_dict(state.best_weights)
-    return FitResult(progress.history, progress.history[progress.best_epoch - 1], progress.run_id, reused)
+    return FitResult(progress.history, progress.curve, progress.history[progress.best_epoch - 1], progress.run_id, reused)

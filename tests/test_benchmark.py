@@ -55,8 +55,9 @@ def test_tiny_run_writes_one_record_and_regenerates_results(fixture_data: Path, 
     assert mfu["mfu"] == pytest.approx(mfu["achieved_flops"] / mfu["peak_flops"])
 
     text = md.read_text()
-    assert "do not edit by hand" in text and text.count("\n## ") == 3
-    _, pipeline, accuracy_table, mfu_table = text.split("## ")
+    assert "do not edit by hand" in text and text.count("\n## ") == 4
+    _, pipeline, accuracy_table, mfu_table, budget_table = text.split("## ")
+    assert "No runs yet" in budget_table
     assert "| 2,482 | 7,312 | **2.95×** |" in pipeline and pipeline.count("| lenet5 |") == 2  # the legacy row and this run's
     assert "| lenet5 | 1/1 |" in accuracy_table
     assert f"**{mfu['mfu']:.1%}**" in mfu_table
@@ -69,9 +70,9 @@ def test_results_without_speed_runs_say_so(tmp_path: Path) -> None:
     rec = legacy_record()
     md = tmp_path / "RESULTS.md"
     speed.write_results_md(md, [rec, {**rec, "kind": "train"}])
-    _, pipeline, accuracy, mfu = md.read_text().split("## ")
+    _, pipeline, accuracy, mfu, budget_table = md.read_text().split("## ")
     assert pipeline.count("| lenet5 |") == 1 and "| 2,482 | 7,312 | **2.95×** |" in pipeline
-    assert "No runs yet" in accuracy and "No runs yet" in mfu
+    assert "No runs yet" in accuracy and "No runs yet" in mfu and "No runs yet" in budget_table
 
 
 def test_matmul_peak_arithmetic() -> None:
@@ -141,3 +142,18 @@ def test_gpu_session_script_names_bad_input_and_the_fix(args: list[str], message
     done = subprocess.run(["bash", str(REPO_ROOT / "benchmarks" / "gpu_session.sh"), *args], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.startswith(message) and "\nFix: " in done.stderr
     assert list(tmp_path.iterdir()) == []  # nothing installed, copied or packed
+
+
+_budget_spec = importlib.util.spec_from_file_location("budget", REPO_ROOT / "benchmarks" / "budget.py")
+budget = importlib.util.module_from_spec(_budget_spec)
+_budget_spec.loader.exec_module(budget)
+
+
+def test_budget_plan_takes_the_most_epochs_that_fit_the_hours() -> None:
+    sizes = {"a": {"train": 3600, "val": 0, "test": 0}, "b": {"train": 7200, "val": 0, "test": 0}}
+    measured = {"a": {"net": {"train": 1.0, "eval": 1e12}}, "b": {"net": {"train": 1.0, "eval": 1e12}}}
+    # one epoch: 1 h on a, 2 h on b, plus 30 s of overhead per notebook
+    assert budget.notebook_seconds(measured["a"]["net"], sizes["a"], 2) == pytest.approx(7200 + budget.OVERHEAD_S)
+    plan = budget.plan(measured, sizes, hours=10)
+    assert plan["epochs"] == 3 and plan["fits"] and plan["hours"]["b"] == pytest.approx(6 + budget.OVERHEAD_S / 3600)
+    assert budget.plan(measured, sizes, hours=2)["fits"] is False  # not even one epoch fits: said, not hidden

@@ -146,7 +146,7 @@ def test_replace_keeps_the_filled_in_values_and_the_name() -> None:
 def test_config_line_names_every_recipe_field(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DNIC_PROFILE", raising=False)
     line = report.config_line(make_config("lenet5", "mnist", profile="quick", optimizer="adamw")).lower()
-    assert "20,000 training images" in line and "optimizer adamw" in line and "peak learning rate 0.003" in line and "all test images" in line
+    assert "2,000 training images" in line and "optimizer adamw" in line and "peak learning rate 0.003" in line and "500 validation images" in line
     for f in recipe_fields():  # a new field shows up without touching config_line
         assert all(part.strip().lower() in line for part in re.split(r"{[^}]*}", f.metadata["label"]) if part.strip()), f.name
 
@@ -199,3 +199,13 @@ def test_unknown_run_parameter_is_named() -> None:
 def test_run_config_refuses_auto() -> None:
     with pytest.raises(DnicError, match="make_config"):
         RunConfig("lenet5", "mnist", "auto")
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist", "cifar10"])
+def test_the_budget_profile_trains_every_architecture_alike_on_a_dataset(dataset: str) -> None:
+    from dnic_utils.models import REGISTRY
+
+    configs = [make_config(arch, dataset, profile="budget") for arch in REGISTRY]
+    assert {c.epochs for c in configs} == {PROFILES["budget"].dataset_epochs[dataset]}  # light and heavy nets too
+    assert {c.train_size for c in configs} == {None} and {c.val_size for c in configs} == {PROFILES["budget"].val_size}
+    assert PROFILES["quick"].rank < PROFILES["budget"].rank < PROFILES["full"].rank

@@ -101,7 +101,7 @@ def test_a_crash_after_training_but_before_the_record_does_not_train_again(proje
             experiment.run(cfg, data_dir=str(fixture_data))
     epochs: list[str] = []
     real = train._train_epoch
-    monkeypatch.setattr(train, "_train_epoch", lambda *args: (epochs.append(args[-1]), real(*args))[1])
+    monkeypatch.setattr(train, "_train_epoch", lambda *args: (epochs.append(args[4]), real(*args))[1])
     finished = experiment.run(cfg, data_dir=str(fixture_data))
     assert epochs == [] and finished.record_path.is_file()  # the finished training was reused: only test and record
     again = experiment.run(cfg, data_dir=str(fixture_data))  # a rerun of a reported run trains afresh

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 
 import pytest
@@ -81,9 +82,14 @@ def test_fit_keeps_the_whole_state_with_the_best_weights_in_last_pt(tmp_path: Pa
 
 
 def stub_val_accuracy(accs: list[float], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make fit's validation report these accuracies, one per epoch."""
+    """Make fit's validation at each epoch's end report these accuracies, one per epoch (the points within epochs are left real)."""
     values = iter(accs)
-    monkeypatch.setattr(train, "evaluate", lambda model, loader, amp=None: {**evaluate(model, loader, amp), "acc": next(values)})
+
+    def stub(model, loader, amp=None):
+        result = evaluate(model, loader, amp)
+        return {**result, "acc": next(values)} if sys._getframe(1).f_code.co_name == "fit" else result
+
+    monkeypatch.setattr(train, "evaluate", stub)
 
 
 def record_writes(monkeypatch: pytest.MonkeyPatch, fail_at: int | None = None) -> list[str]:
@@ -208,11 +214,11 @@ class Interrupted(Exception):
 def interrupt_at(epoch: int, calls: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     real = train._train_epoch
 
-    def wrapper(state, loader, cfg, amp, desc):
+    def wrapper(state, loader, cfg, amp, desc, *probe):
         calls.append(desc)
         if len(calls) == epoch:
             raise Interrupted(desc)
-        return real(state, loader, cfg, amp, desc)
+        return real(state, loader, cfg, amp, desc, *probe)
 
     monkeypatch.setattr(train, "_train_epoch", wrapper)
 
@@ -220,11 +226,11 @@ def interrupt_at(epoch: int, calls: list[str], monkeypatch: pytest.MonkeyPatch) 
 def count_epochs(calls: list[str], monkeypatch: pytest.MonkeyPatch, seen_weights: list | None = None) -> None:
     real = train._train_epoch
 
-    def wrapper(state, loader, cfg, amp, desc):
+    def wrapper(state, loader, cfg, amp, desc, *probe):
         calls.append(desc)
         if seen_weights is not None:
             seen_weights.append({k: v.clone() for k, v in state.model.state_dict().items()})
-        return real(state, loader, cfg, amp, desc)
+        return real(state, loader, cfg, amp, desc, *probe)
 
     monkeypatch.setattr(train, "_train_epoch", wrapper)
 
@@ -416,3 +422,28 @@ def test_auto_precision_on_cpu_is_bf16_only_where_native(monkeypatch: pytest.Mon
         monkeypatch.setattr(torch.cpu, name, lambda value=value: value, raising=False)
     assert devices.amp_dtype("auto", "cpu") == expected
     assert devices.amp_dtype("off", "cpu") is None and devices.amp_dtype("bf16", "cpu") == torch.bfloat16  # explicit modes are obeyed
+
+
+@pytest.mark.parametrize(("epochs", "steps"), [(1, 3), (1, 20), (3, 4), (10, 2)])
+def test_every_run_has_at_least_eight_validation_points_or_one_per_step(epochs: int, steps: int) -> None:
+    per_epoch = train.probe_steps(steps, epochs)
+    assert per_epoch[-1] == steps and per_epoch == sorted(set(per_epoch)) and per_epoch[0] >= 1
+    assert len(per_epoch) * epochs >= min(train.PROBE_POINTS, steps * epochs)
+
+
+def test_a_one_epoch_run_draws_a_curve_of_images_seen_and_time(tmp_path: Path) -> None:
+    x, y = random_batch(160)
+    result = fit(fresh_lenet(), *loaders(x, y, 16), lenet_config(1), tmp_path)  # 10 steps in its one epoch
+    curve = result.curve
+    assert len(curve) >= train.PROBE_POINTS
+    assert [p["images_seen"] for p in curve] == sorted({p["images_seen"] for p in curve}) and curve[-1]["images_seen"] == 160
+    assert all(a["train_time_s"] < b["train_time_s"] for a, b in zip(curve, curve[1:])) and curve[-1]["epoch"] == 1
+    assert curve[-1]["val_acc"] == pytest.approx(result.history[-1]["val_acc"])  # the slice is the whole (160-image) validation set here
+    assert curve[-1]["train_time_s"] == pytest.approx(result.history[-1]["train_time_s"])  # validation time is not training time
+
+
+def test_the_curve_survives_a_resume(interrupted_run, tmp_path: Path) -> None:
+    x, y, cfg, saved = interrupted_run
+    result = fit(fresh_lenet(), *loaders(x, y, 16), cfg, tmp_path)
+    first = saved["progress"]["curve"]
+    assert result.curve[: len(first)] == first and result.curve[-1]["images_seen"] == 2 * 48 and result.curve[-1]["epoch"] == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -74,6 +75,12 @@ class BatchLoader:
         self.mean = torch.tensor(mean, device=self.device).repeat(repeat).view(1, -1, 1, 1)
         self.std = torch.tensor(std, device=self.device).repeat(repeat).view(1, -1, 1, 1)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
+
+    def head(self, n: int) -> BatchLoader:
+        """A loader with the same settings over the first n images only (a fixed slice, e.g. for validation within epochs)."""
+        part = copy.copy(self)
+        part.x, part.y = self.x[:n], self.y[:n]
+        return part
 
     def __len__(self) -> int:
         """Number of batches per pass."""
