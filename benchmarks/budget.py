@@ -51,6 +51,7 @@ def notebook_seconds(speeds: dict, sizes: dict, epochs: int) -> float:
 def plan(measured: dict[str, dict], sizes: dict[str, dict], hours: float) -> dict:
     """The largest common epoch count whose notebooks fit the hours, and the estimated hours per dataset at it."""
     def total(epochs: int) -> dict[str, float]:
+        """Estimated hours per dataset at this many epochs."""
         return {d: sum(notebook_seconds(s, sizes[d], epochs) for s in archs.values()) / 3600 for d, archs in measured.items()}
 
     epochs = 1

@@ -50,7 +50,8 @@ PROFILES: dict[str, Profile] = {
         Profile(name="quick", rank=1, train_size=2_000, heavy_train_size=1_000, val_size=500, test_size=2_000, epochs=1, light_epochs=4,
                 batch_size=64, patience=2, latency_batches=(1, 64)),
         # budget: the report's CPU numbers; equal epochs for every architecture of a dataset, on all training images less
-        # the validation split; the epochs are the most that fit 10 hours of 2-core CPU time (benchmarks/speed.py --budget)
+        # the validation split. The epochs are to be the most that fit 10 hours on a 2-core bf16 CPU, as benchmarks/budget.py
+        # measures there; 1 is provisional (the one machine measured so far, an fp32-only AMD EPYC, is not such a CPU)
         Profile(name="budget", rank=2, train_size=None, heavy_train_size=None, val_size=5_000, test_size=None, epochs=1, light_epochs=1,
                 batch_size=128, patience=8, latency_batches=(1, 256), dataset_epochs={"mnist": 1, "fashion_mnist": 1, "cifar10": 1}),
         Profile(name="full", rank=3, train_size=None, heavy_train_size=None, val_size=5_000, test_size=None, epochs=30, light_epochs=30,
@@ -91,6 +92,7 @@ def whole(low: int) -> Check:
     """A whole number ≥ low."""
 
     def check(name: str, value: Any) -> None:
+        """Raise a DnicError unless the value passes."""
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise DnicError(f"Parameter `{name}` must be a whole number ≥ {low}, got {value!r}.", f"set `{name}` to {low}, {low + 1}, …")
 
@@ -101,6 +103,7 @@ def number(low: float, high: float, *, low_open: bool = False) -> Check:
     """A real number in [low, high), or (low, high) when low_open."""
 
     def check(name: str, value: Any) -> None:
+        """Raise a DnicError unless the value passes."""
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (low < value if low_open else low <= value) and value < high
         if not ok:
             interval = f"{'(' if low_open else '['}{low:g}, {high:g})"
@@ -113,6 +116,7 @@ def one_of(options: tuple[str, ...]) -> Check:
     """One of a few names."""
 
     def check(name: str, value: Any) -> None:
+        """Raise a DnicError unless the value passes."""
         if value not in options:
             raise DnicError(f"Unknown {name} {value!r}.", f"set `{name}` to one of {', '.join(options)}.")
 
@@ -129,6 +133,7 @@ def optional(check: Check) -> Check:
     """None (the profile's or the derived value), or what `check` accepts."""
 
     def wrapped(name: str, value: Any) -> None:
+        """Let None through; check anything else."""
         if value is not None:
             check(name, value)
 

@@ -1,4 +1,4 @@
-"""The README's generated sections, formatted from run records: results, architectures, notebooks, profiles and runtimes."""
+"""The README's generated sections, formatted from run records and model cards: results, architectures, notebooks, profiles, runtimes, models."""
 
 from __future__ import annotations
 
@@ -142,6 +142,20 @@ def runtime_table(records: list[dict], planned: int) -> str:
     if not runs:
         return "_No timed report runs yet._\n"
     return "\n".join(rows) + "\n\nEach notebook counts with its latest successful run (papermill execution, kernel start included).\n"
+
+
+def models_table(cards: list[dict]) -> str:
+    """The README's table of exported models (onnx_model.find_cards of the project), the highest profile first."""
+    rows = ["| model | what | profile | test acc (%) | parity: same top class, max abs logit diff | ONNX (MB) | input | file |",
+            "|---|---|---|---|---|---|---|---|"]
+    for c in cards:
+        p, shape, accuracy = c["parity"], c["input"]["shape"], "–" if c["test_acc"] is None else f"{100 * c['test_acc']:.2f}"
+        check = f"{p['same_argmax']:,}/{p['images']:,}, {p['max_abs_diff']:.1e}" if p else "not checked"
+        rows.append(f"| `{c['name']}` | {c['title']} | `{c['profile']}` | {accuracy} | {check} | {c['size_mb']:.2f} | "
+                    f"{c['input']['dtype']} {shape[1]}×{shape[2]}×{shape[3]} {c['input']['colour']} | [`{c['onnx_file']}`](results/{c['profile']}/models/{c['onnx_file']}) |")
+    if not cards:
+        return "_No exported models yet: `python -m dnic_utils.export RUN` writes one under `results/<profile>/models/`._\n"
+    return "\n".join(rows) + "\n"
 
 
 def update_readme(readme: Path, sections: dict[str, str]) -> bool:

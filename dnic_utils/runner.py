@@ -18,12 +18,14 @@ from pathlib import Path
 
 import nbformat
 
+from .cli import positive_int
 from .config import PROFILES, resolve_profile
 from .data import DATASETS
 from .devices import amp_dtype, amp_label, default_device, device_slug
 from .errors import DnicError
 from .models import REGISTRY, model_spec
-from .readme import architecture_table, notebook_index, profile_table, readme_tables, replaced_rows, runtime_table, update_readme
+from .onnx_model import find_cards
+from .readme import architecture_table, models_table, notebook_index, profile_table, readme_tables, replaced_rows, runtime_table, update_readme
 from .records import load_records, make_record, scan_records, write_record
 from .settings import project_root
 
@@ -44,13 +46,15 @@ class Planned:
 
 
 def plan() -> list[Planned]:
-    """Data exploration first, then every registered architecture grouped by dataset (101…, 201…, 301…)."""
+    """Data exploration first, then every registered architecture grouped by dataset (101…, 201…, 301…), then deployment (60)."""
     items = [Planned("00_data_exploration", Path("notebooks/00_data_exploration.ipynb"), {}, "# 00 · Data exploration: MNIST, Fashion-MNIST and CIFAR-10")]
     for d, (dataset, info) in enumerate(DATASETS.items(), start=1):
         for a, arch in enumerate(REGISTRY, start=1):
             number = f"{d}{a:02d}"
             title = f"# {number} · {model_spec(arch).title} on {info.title}"
             items.append(Planned(f"{number}_{dataset}_{arch}", TEMPLATE, {"arch": arch, "dataset": dataset}, title))
+    # after the models, whose checkpoints it exports
+    items.append(Planned("60_deployment", Path("notebooks/60_deployment.ipynb"), {}, "# 60 · Deployment: export, parity and latency"))
     return items
 
 
@@ -141,21 +145,14 @@ def timing_record(profile: str, device: str, timings: dict[str, float], failures
 
 
 def regenerate_readme(root: Path) -> None:
-    """Rewrite the README's generated sections (results tables, architectures, notebook index and profiles); name the unreadable records."""
+    """Rewrite the README's generated sections (results tables, architectures, notebook index, profiles, runtimes and exported models); name the unreadable records."""
     entries = [(i.name, i.title.split("· ", 1)[-1]) for i in plan()]
     records, unreadable = scan_records(root / "results")
     for problem in unreadable:
         print(f"warning: run record left out of the README: {problem}", file=sys.stderr)
     update_readme(root / "README.md", {"results": readme_tables(records, unreadable), "notebooks": notebook_index(entries),
                                       "profiles": profile_table(), "architectures": architecture_table(),
-                                      "runtimes": runtime_table(records, len(entries))})
-
-
-def _positive_int(text: str) -> int:
-    """argparse type for a whole number ≥ 1."""
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number ≥ 1")
-    return int(text)
+                                      "runtimes": runtime_table(records, len(entries)), "models": models_table(find_cards([root / "results"]))})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,9 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="*", help="glob on notebook names, e.g. '*mnist*'")
     parser.add_argument("--start-at", default=None, help="skip the notebooks before this name (resume a batch run)")
     parser.add_argument("--skip-done", action="store_true", help="skip notebooks whose executed copy in notebooks/ already has this profile")
-    parser.add_argument("--stop-after", type=_positive_int, default=None,
+    parser.add_argument("--stop-after", type=positive_int, default=None,
                         help="start no further notebook once this many seconds have passed (split a batch run across time-limited sessions)")
-    parser.add_argument("--timeout", type=_positive_int, default=3600, help="per-cell execution timeout in seconds")
+    parser.add_argument("--timeout", type=positive_int, default=3600, help="per-cell execution timeout in seconds")
     parser.add_argument("--data-dir", default=None, help="offline data root (sets DNIC_DATA_DIR)")
     parser.add_argument("--force", action="store_true", help="let a lower profile overwrite a higher profile's notebooks")
     parser.add_argument("--list", action="store_true", help="print the plan and exit")

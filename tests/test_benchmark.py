@@ -55,9 +55,9 @@ def test_tiny_run_writes_one_record_and_regenerates_results(fixture_data: Path, 
     assert mfu["mfu"] == pytest.approx(mfu["achieved_flops"] / mfu["peak_flops"])
 
     text = md.read_text()
-    assert "do not edit by hand" in text and text.count("\n## ") == 4
-    _, pipeline, accuracy_table, mfu_table, budget_table = text.split("## ")
-    assert "No runs yet" in budget_table
+    assert "do not edit by hand" in text and text.count("\n## ") == 5
+    _, pipeline, accuracy_table, mfu_table, budget_table, load_table = text.split("## ")
+    assert "No runs yet" in budget_table and "No runs yet" in load_table
     assert "| 2,482 | 7,312 | **2.95×** |" in pipeline and pipeline.count("| lenet5 |") == 2  # the legacy row and this run's
     assert "| lenet5 | 1/1 |" in accuracy_table
     assert f"**{mfu['mfu']:.1%}**" in mfu_table
@@ -70,9 +70,29 @@ def test_results_without_speed_runs_say_so(tmp_path: Path) -> None:
     rec = legacy_record()
     md = tmp_path / "RESULTS.md"
     speed.write_results_md(md, [rec, {**rec, "kind": "train"}])
-    _, pipeline, accuracy, mfu, budget_table = md.read_text().split("## ")
+    _, pipeline, accuracy, mfu, budget_table, load_table = md.read_text().split("## ")
     assert pipeline.count("| lenet5 |") == 1 and "| 2,482 | 7,312 | **2.95×** |" in pipeline
-    assert "No runs yet" in accuracy and "No runs yet" in mfu and "No runs yet" in budget_table
+    assert "No runs yet" in accuracy and "No runs yet" in mfu and "No runs yet" in budget_table and "No runs yet" in load_table
+
+
+def test_load_benchmark_arithmetic_and_its_results_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "benchmarks"))  # load.py imports speed as its neighbour
+    load_spec = importlib.util.spec_from_file_location("load", REPO_ROOT / "benchmarks" / "load.py")
+    load = importlib.util.module_from_spec(load_spec)
+    load_spec.loader.exec_module(load)
+    m = load.summary([0.010] * 98 + [0.030, 0.050], ["HTTP 500: boom"], wall_s=2.0, rss={"before": 100 * 2**20, "peak": 120 * 2**20, "after": 105 * 2**20})
+    assert m["requests"] == 100 and m["requests_per_s"] == 50 and m["errors"] == 1 and m["error_examples"] == ["HTTP 500: boom"]
+    assert m["p50_ms"] == pytest.approx(10) and 30 < m["p99_ms"] < 50 and m["max_ms"] == pytest.approx(50)
+    assert m["rss_growth"] == pytest.approx(0.05) and m["rss_peak_growth"] == pytest.approx(0.20)
+    models = {"lenet5": {"name": "mnist-lenet5-untrained", "title": "LeNet-5 (untrained) on MNIST", "weights": "untrained", "size_mb": 0.27,
+                         "input": "1×28×28", "image_bytes": 900}}
+    rec = make_record("benchmark", "bench-load-cpu", "quick", {"requests": 100, "concurrency": 8, "warmup": 200, "models": models},
+                      {"lenet5": m}, device="cpu", data={}, seed=0, wall_time_s=3.0, packages={"onnxruntime": "1.32.0"})
+    md = tmp_path / "RESULTS.md"
+    speed.write_results_md(md, [rec])
+    load_table = md.read_text().split("## ")[-1]
+    assert "| LeNet-5 (untrained) on MNIST (1×28×28) | untrained | 100 | 8 | 50 | 10.0 |" in load_table
+    assert "| **1** | 100 → 105 (peak 120) | **+5.0%** | 1.32.0 |" in load_table
 
 
 def test_matmul_peak_arithmetic() -> None:

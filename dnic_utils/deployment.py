@@ -1,0 +1,159 @@
+"""The deployment study of notebook 60: export the best model available, its parity with PyTorch, latency on this CPU, predictions."""
+
+from __future__ import annotations
+
+import io
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
+from PIL import Image
+
+from . import plots
+from .checkpoint import Trained, load_trained
+from .data import dataset_info, load_raw
+from .errors import DnicError
+from .export import export_run
+from .onnx_model import OnnxModel, find_cards, load_model
+from .records import load_records
+from .settings import checkpoint_dir
+
+PYTORCH, ONNXRUNTIME = "PyTorch eager", "onnxruntime"
+
+
+def candidates(dataset: str, profile: str, max_size_mb: float) -> list[dict]:
+    """Training records of the dataset in this profile (default parameters, at most max_size_mb) whose checkpoint is here, best test accuracy first."""
+    records = [r for r in load_records() if r["kind"] == "train" and r["profile"] == profile and r["config"]["dataset"] == dataset
+               and not r["config"].get("variant") and r["metrics"]["size_mb"] <= max_size_mb
+               and (checkpoint_dir(profile, r["name"]) / "best.pt").is_file()]
+    return sorted(records, key=lambda r: -r["metrics"]["test_acc"])
+
+
+def median_ms(step: Callable[[], object], repeats: int) -> float:
+    """Median wall time of `step` in milliseconds over `repeats` calls, after two warm-up calls."""
+    for _ in range(2):
+        step()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+@dataclass
+class Deployment:
+    """The model of the study on onnxruntime, its PyTorch original when a checkpoint is here, and how it was chosen."""
+
+    model: OnnxModel
+    trained: Trained | None  # None when a committed export is used: there is no checkpoint to compare with
+    reason: str
+
+    def parity_table(self) -> pd.DataFrame:
+        """The export's parity check against PyTorch, as its card records it."""
+        card, p = self.model.card, self.model.card["parity"]
+        return pd.Series({
+            "test images": f"{p['images']:,}", "same top class": f"{p['same_argmax']:,} of {p['images']:,}",
+            "largest |logit difference|": f"{p['max_abs_diff']:.2e}", "tolerance": f"{p['tolerance']:g}",
+            "test accuracy, exported model (%)": f"{100 * p['onnx_test_acc']:.2f}", "test accuracy, run record (%)": f"{100 * card['test_acc']:.2f}",
+            "checked": card["exported"]["created"][:10],
+        }, name=card["title"]).to_frame()
+
+    @torch.inference_mode()
+    def latency(self, batches: tuple[int, ...] = (1, 64), repeats: int = 20) -> pd.DataFrame:
+        """Median time per batch of onnxruntime and (with a checkpoint) PyTorch eager, both from uint8 images, normalisation included."""
+        rng = np.random.default_rng(0)
+        rows = []
+        for batch in batches:
+            x = rng.integers(0, 256, (batch, self.model.channels, self.model.size, self.model.size), dtype=np.uint8)
+            engines = {ONNXRUNTIME: lambda: self.model.logits(x)}
+            if self.trained is not None:
+                trained, xt = self.trained, torch.from_numpy(x)
+                engines[PYTORCH] = lambda: trained.model(trained.preprocess(xt))
+            for engine, step in engines.items():
+                ms = median_ms(step, repeats)
+                rows.append({"engine": engine, "batch": batch, "median ms per batch": round(ms, 3), "ms per image": round(ms / batch, 4),
+                             "images/s": round(1000 * batch / ms)})
+        return pd.DataFrame(rows)
+
+    def predictions(self, data_dir: str | None, profile: str) -> plt.Figure:
+        """The first test image of each class, each written as a PNG and classified through images.decode as predict and serve do; saved."""
+        dataset = self.model.card["dataset"]
+        raw = load_raw(dataset, data_dir)
+        picks = [int(torch.nonzero(raw.test_y == c)[0]) for c in range(len(self.model.classes)) if (raw.test_y == c).any()]
+        decoded = []
+        for i in picks:
+            buffer = io.BytesIO()
+            Image.fromarray(raw.test_x[i].permute(1, 2, 0).squeeze(-1).numpy()).save(buffer, format="PNG")
+            decoded.append(self.model.decode(buffer.getvalue(), f"test image {i}"))
+        probs = self.model.probabilities(np.stack(decoded))
+        classes = self.model.classes
+        titles = [f"{classes[int(raw.test_y[i])]} → {classes[int(p.argmax())]}\n(p = {p.max():.2f})" for i, p in zip(picks, probs)]
+        plots.set_style()
+        fig = plots.image_grid(raw.test_x[picks], titles, ncols=min(len(picks), 5),
+                               title=f"{self.model.card['title']} on onnxruntime: test images, true → predicted")
+        plots.save(fig, f"{self.model.name}-deployment-predictions", profile)
+        plt.close(fig)  # shown once, by the notebook's display
+        return fig
+
+
+def latency_figure(timings: pd.DataFrame, profile: str, name: str) -> plt.Figure:
+    """Bars of milliseconds per image by batch size and engine; saved."""
+    plots.set_style()
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    sns.barplot(data=timings, x="batch", y="ms per image", hue="engine", ax=ax)
+    ax.set(xlabel="batch size (images)", ylabel="median latency per image (ms)", title="Inference latency on this CPU")
+    fig.tight_layout()
+    plots.save(fig, f"{name}-deployment-latency", profile)
+    plt.close(fig)  # shown once, by the notebook's display
+    return fig
+
+
+def latency_summary(timings: pd.DataFrame) -> str:
+    """One paragraph on the timings: onnxruntime against PyTorch eager at each batch size, or onnxruntime alone."""
+    ms = timings.set_index(["engine", "batch"])["median ms per batch"]
+    parts = []
+    for batch in timings["batch"].unique():
+        ort_ms = ms[(ONNXRUNTIME, batch)]
+        if (PYTORCH, batch) in ms.index:
+            ratio = ms[(PYTORCH, batch)] / ort_ms
+            verdict = f"onnxruntime {ratio:.1f}× faster" if ratio >= 1 else f"onnxruntime {1 / ratio:.1f}× slower"
+            parts.append(f"at batch {batch}, onnxruntime takes {ort_ms:.2f} ms and PyTorch eager {ms[(PYTORCH, batch)]:.2f} ms ({verdict})")
+        else:
+            parts.append(f"at batch {batch}, onnxruntime takes {ort_ms:.2f} ms ({ort_ms / batch:.3f} ms per image)")
+    threads = torch.get_num_threads()
+    return (f"Medians on this CPU with {threads} thread(s) for both engines, uint8 images in and logits out (normalisation included): "
+            + "; ".join(parts) + ". Small batches show the fixed cost per call, large ones the arithmetic.")
+
+
+def prepare(dataset: str, profile: str, max_size_mb: float, data_dir: str | None) -> Deployment:
+    """Export the best model of the dataset whose checkpoint is here (this profile, at most max_size_mb), else use the best committed export."""
+    title = dataset_info(dataset).title
+    found = candidates(dataset, profile, max_size_mb)
+    threads = torch.get_num_threads()  # the same threads as PyTorch, for a fair comparison
+    if found:
+        best = found[0]
+        card = export_run(best["name"], profile, data_dir=data_dir)
+        reason = (f"The best {title} model of profile `{profile}` with a checkpoint here and at most {max_size_mb:g} MB of weights is "
+                  f"**{card['title']}** ({best['metrics']['test_acc']:.2%} test accuracy in its record; {len(found)} candidate(s)). "
+                  f"It was exported now to `results/{profile}/models/{card['onnx_file']}` ({card['size_mb']:.2f} MB), "
+                  "and the parity check below ran during the export.")
+        return Deployment(load_model(card["path"], threads), load_trained(best["name"], profile), reason)
+    exports = [c for c in find_cards() if c["dataset"] == dataset and c["parity"]]
+    if not exports:
+        raise DnicError(f"No {title} model to deploy: no checkpoint of profile {profile!r} (at most {max_size_mb:g} MB) and no exported model.",
+                        f"run a {title} model notebook in this profile first, or export one: python -m dnic_utils.export RUN.")
+    top = [c for c in exports if c["profile"] == exports[0]["profile"]]  # find_cards lists the highest profile first
+    card = max(top, key=lambda c: c["test_acc"])
+    reason = (f"No {title} checkpoint of profile `{profile}` is here (checkpoints are not in the repository, so a fresh clone has none): "
+              f"the committed export **{card['title']}** (`results/{card['profile']}/models/{card['onnx_file']}`, profile `{card['profile']}`, "
+              f"{card['test_acc']:.2%} test accuracy) is used. Its parity with PyTorch is the check made when it was exported, "
+              "and the latency comparison below has no PyTorch side.")
+    return Deployment(load_model(card["path"], threads), None, reason)
+
