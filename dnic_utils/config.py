@@ -47,7 +47,7 @@ PROFILES: dict[str, Profile] = {
         Profile(name="smoke", rank=0, train_size=256, heavy_train_size=128, val_size=128, test_size=256, epochs=1, light_epochs=1,
                 batch_size=64, patience=1, latency_batches=(1, 16)),
         # quick: the whole report in 30 minutes or less on 2 CPU cores, a demonstration that the pipeline works
-        Profile(name="quick", rank=1, train_size=2_000, heavy_train_size=1_000, val_size=500, test_size=2_000, epochs=1, light_epochs=4,
+        Profile(name="quick", rank=1, train_size=1_000, heavy_train_size=500, val_size=256, test_size=1_000, epochs=1, light_epochs=4,
                 batch_size=64, patience=2, latency_batches=(1, 64)),
         # budget: the report's CPU numbers; equal epochs for every architecture of a dataset, on all training images less
         # the validation split. The epochs are to be the most that fit 10 hours on a 2-core bf16 CPU, as benchmarks/budget.py

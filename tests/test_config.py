@@ -146,7 +146,7 @@ def test_replace_keeps_the_filled_in_values_and_the_name() -> None:
 def test_config_line_names_every_recipe_field(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DNIC_PROFILE", raising=False)
     line = report.config_line(make_config("lenet5", "mnist", profile="quick", optimizer="adamw")).lower()
-    assert "2,000 training images" in line and "optimizer adamw" in line and "peak learning rate 0.003" in line and "500 validation images" in line
+    assert "1,000 training images" in line and "optimizer adamw" in line and "peak learning rate 0.003" in line and "256 validation images" in line
     for f in recipe_fields():  # a new field shows up without touching config_line
         assert all(part.strip().lower() in line for part in re.split(r"{[^}]*}", f.metadata["label"]) if part.strip()), f.name
 
