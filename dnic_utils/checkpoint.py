@@ -22,7 +22,7 @@ from .config import PROFILES
 from .errors import DnicError
 from .files import atomic_torch_save
 from .models import build_model
-from .settings import checkpoint_dir
+from .settings import checkpoint_dir, project_root
 
 TRAIN_FORMAT = "dnic-train/2"  # checkpoints of another format (older code) start the run over
 MODEL_FORMAT = "dnic-model/1"
@@ -113,17 +113,25 @@ class TrainState:
         except DnicError:
             aside = path.with_name(path.name + ".corrupt")
             os.replace(path, aside)  # kept for inspection; this run starts over
-            notice(f"Checkpoint {path} is unreadable (moved to {aside.name}); training starts over.")
+            notice(f"Checkpoint {shown(path)} is unreadable (moved to {aside.name}); training starts over.")
             return False
         why = mismatch(blob, self.identity)
         progress = blob.get("progress", {})
         if not why and progress.get("finished") and progress.get("run_id") == reported_id:
             why = "holds a finished run that is already reported"  # a rerun of the notebook trains afresh
         if why:
-            notice(f"Checkpoint {path} {why}; training starts over.")
+            notice(f"Checkpoint {shown(path)} {why}; training starts over.")
             return False
         self.load_state_dict(blob)
         return True
+
+
+def shown(path: Path) -> str:
+    """A path as notices print it: relative to the project, so executed notebooks hold no machine paths."""
+    try:
+        return str(Path(path).resolve().relative_to(project_root().resolve()))
+    except ValueError:
+        return Path(path).name
 
 
 def mismatch(blob: dict, identity: dict) -> str | None:
