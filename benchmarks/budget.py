@@ -19,12 +19,12 @@ from pathlib import Path
 import torch
 
 from dnic_utils.config import PROFILES, resolve_profile
-from dnic_utils.data import DATASETS, load_splits
+from dnic_utils.data import DATASETS, default_augment, load_splits
 from dnic_utils.devices import amp_dtype, amp_label, default_device, device_info, device_label, device_slug, synchronize
 from dnic_utils.errors import DnicError
 from dnic_utils.models import REGISTRY
 from dnic_utils.records import load_records, make_record, write_record
-from dnic_utils.train import PROBE_IMAGES, PROBE_POINTS, evaluate
+from dnic_utils.train import PROBE_POINTS, evaluate, probe_images
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import speed  # noqa: E402  (the benchmark's own timing helpers, one folder with this script)
@@ -44,7 +44,7 @@ def eval_images_per_s(model: torch.nn.Module, loader, device: str, amp: torch.dt
 
 def notebook_seconds(speeds: dict, sizes: dict, epochs: int) -> float:
     """The estimated wall time of one model notebook at this many epochs."""
-    evaluated = sizes["val"] * epochs + PROBE_POINTS * PROBE_IMAGES + sizes["test"]
+    evaluated = sizes["val"] * epochs + PROBE_POINTS * probe_images(sizes["val"]) + sizes["test"]
     return sizes["train"] * epochs / speeds["train"] + evaluated / speeds["eval"] + OVERHEAD_S
 
 
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             measured[dataset] = {}
             for arch in args.arch:
                 model = speed.fresh_model(arch, splits, device)
-                train = speed.images_per_s(model, speed.cycle(splits.loader("train", budget.batch_size, device, train=True)), args.steps,
+                train = speed.images_per_s(model, speed.cycle(splits.loader("train", budget.batch_size, device, train=True, augment=default_augment(splits.info))), args.steps,
                                            args.warmup, device, amp)
                 probe = splits.loader("val", 512, device).head(512)
                 measured[dataset][arch] = {"train": train, "eval": eval_images_per_s(model, probe, device, amp)}

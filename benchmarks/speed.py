@@ -92,7 +92,7 @@ def conventional_loader(splits: Splits, batch_size: int, workers: int, device: s
 
 def dnic_loader(splits: Splits, batch_size: int, device: str) -> BatchLoader:
     """The on-device loader with the report's augmentation, as training uses it."""
-    return splits.loader("train", batch_size, device, train=True)
+    return splits.loader("train", batch_size, device, train=True, augment=default_augment(splits.info))
 
 
 def cycle(batches: DataLoader | BatchLoader) -> Iterator:

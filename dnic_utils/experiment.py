@@ -23,6 +23,8 @@ from .records import encode_predictions, git_commit, make_record, read_record, w
 from .settings import checkpoint_dir
 from .train import evaluate, fit, seed_everything
 
+DATA_INIT_IMAGES = 5_000  # training images an architecture's data-dependent initialisation sees
+
 
 @dataclass
 class Experiment:
@@ -48,8 +50,8 @@ class Experiment:
 
     @property
     def title(self) -> str:
-        """'ResNet18 on CIFAR-10 (JPEG q75 copy)', with ' (flip TTA)' when the test used it."""
-        tta = " (flip TTA)" if self.cfg.flip_tta else ""
+        """'ResNet18 on CIFAR-10 (JPEG q75 copy)', with ' (flip TTA)' or ' (multiview TTA)' when the test used it."""
+        tta = f" ({self.cfg.tta} TTA)" if self.cfg.tta != "off" else ""
         return f"{model_spec(self.cfg.arch).title}{tta} on {dataset_title(self.splits.info, self.splits.source)}"
 
     def history_table(self) -> pd.DataFrame:
@@ -99,6 +101,8 @@ def run(cfg: RunConfig, data_dir: str | None = None, resume: bool = True) -> Exp
     if cfg.compile:
         model.compile()  # in place, so state_dict keys and checkpoints stay those of the plain model
     loaders = splits.loaders(cfg)
+    if spec.init_from_data:  # weights computed from training images before training (FastNet's whitening filters)
+        spec.init_from_data(model, loaders.train.images(DATA_INIT_IMAGES))
     reported = read_record(cfg.profile, name)
     folder = checkpoint_dir(cfg.profile, name)
     fitted = fit(model, loaders.train, loaders.val, cfg, folder, resume=resume, data_id=splits.data_id,
@@ -111,7 +115,7 @@ def run(cfg: RunConfig, data_dir: str | None = None, resume: bool = True) -> Exp
         "fingerprint": model_fingerprint(cfg.arch, model), "config": cfg.to_dict(),
     })
     amp = amp_dtype(cfg.amp, cfg.device)
-    test = evaluate(model, loaders.test, amp, cfg.flip_tta)  # the only look at the test set
+    test = evaluate(model, loaders.test, amp, cfg.tta, info.flip)  # the only look at the test set
     notes = spec.describe_trained(model, next(iter(splits.loader("val", EVAL_BATCH, cfg.device)))[0]) if spec.describe_trained else None
     history, best = fitted.history, fitted.best
     shape = (info.channels, info.size, info.size)
@@ -128,7 +132,7 @@ def run(cfg: RunConfig, data_dir: str | None = None, resume: bool = True) -> Exp
         "images_per_s": sum(r["images_per_s"] * r["train_time_s"] for r in history) / sum(r["train_time_s"] for r in history),
         "latency_ms": {b: inference_latency(model, shape, b, cfg.device, amp) for b in PROFILES[cfg.profile].latency_batches},
         "amp": amp_label(amp),
-        "flip_tta": cfg.flip_tta,
+        "tta": cfg.tta,
         **model_cost(cfg.arch, len(info.classes), info.channels, info.size),
     }
     record = make_record("train", name, cfg.profile, cfg.to_dict(), metrics, device=cfg.device, data=data, seed=cfg.seed,

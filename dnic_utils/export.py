@@ -135,7 +135,7 @@ def export_run(run: str, profile: str | None = None, out: Path | None = None, da
                         "nothing was written; report it with the architecture and the torch and onnxscript versions.")
     source = {"run": meta["run_name"], "profile": meta["profile"], "record": f"results/{meta['profile']}/{meta['run_name']}.json",
               "git_commit": record["git_commit"], "device": device_label(record["device"]), "created": record["created"],
-              "epoch": meta["epoch"], "flip_tta": cfg["flip_tta"]}
+              "epoch": meta["epoch"], "tta": cfg.get("tta", "flip" if cfg.get("flip_tta") else "off")}
     card = model_card(trained, onnx, source=source, test_acc=record["metrics"]["test_acc"], parity=check)
     path = write_export(out or results_dir(meta["profile"]) / "models", onnx, card)
     return {**card, "path": str(path)}

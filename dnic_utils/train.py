@@ -31,14 +31,47 @@ def seed_everything(seed: int) -> None:
 
 
 def make_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
-    """SGD with Nesterov momentum or AdamW; no weight decay on biases and norm parameters."""
+    """SGD with Nesterov momentum or AdamW over the trainable parameters; biases and norm parameters get no weight decay
+    and the learning rate × cfg.bias_lr; with cfg.lookahead, Lookahead wraps the steps."""
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay, "lr": cfg.lr},
+              {"params": no_decay, "weight_decay": 0.0, "lr": cfg.lr * cfg.bias_lr}]
     fused = {"fused": True} if is_cuda(cfg.device) else {}
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True, **fused)
-    return torch.optim.AdamW(groups, lr=cfg.lr, **fused)
+        optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True, **fused)
+    else:
+        optimizer = torch.optim.AdamW(groups, lr=cfg.lr, **fused)
+    if cfg.lookahead:
+        add_lookahead(optimizer)
+    return optimizer
+
+
+LOOKAHEAD_STEPS, LOOKAHEAD_ALPHA = 5, 0.5  # Zhang et al. 2019's defaults: sync every k=5 steps, halfway to the fast weights
+
+
+def add_lookahead(optimizer: torch.optim.Optimizer) -> None:
+    """Lookahead (Zhang et al. 2019): every LOOKAHEAD_STEPS steps the slow weights move LOOKAHEAD_ALPHA of the way to the
+    fast ones, and the fast weights restart from them. The slow weights live in the optimizer's state, so checkpoints keep them."""
+    with torch.no_grad():
+        for group in optimizer.param_groups:
+            group.setdefault("lookahead_steps", 0)
+            for p in group["params"]:
+                optimizer.state[p]["lookahead_slow"] = p.detach().clone()
+
+    @torch.no_grad()
+    def sync(opt: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
+        """After each optimizer step: count it, and on every k-th pull the weights back to the moved slow copy."""
+        for group in opt.param_groups:
+            group["lookahead_steps"] += 1
+            if group["lookahead_steps"] % LOOKAHEAD_STEPS:
+                continue
+            for p in group["params"]:
+                slow = opt.state[p]["lookahead_slow"]
+                slow.lerp_(p, LOOKAHEAD_ALPHA)
+                p.copy_(slow)
+
+    optimizer.register_step_post_hook(sync)
 
 
 def _warmup_cosine(total: int, warmup: int) -> Callable[[int], float]:
@@ -57,12 +90,18 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: RunConfig, steps_per_e
     """A per-step one-cycle or warm-up + cosine schedule over the whole run."""
     total = max(1, cfg.epochs * steps_per_epoch)
     if cfg.schedule == "onecycle" and total >= 8:  # OneCycleLR divides by zero on a handful of steps
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total, pct_start=0.25)
+        peaks = [group["lr"] for group in optimizer.param_groups]
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peaks, total_steps=total, pct_start=0.25)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(total, max(1, total // 20)))
 
 
 PROBE_POINTS = 8  # validation points per run at least, a one-epoch run included: a curve, not a dot
-PROBE_IMAGES = 512  # the fixed slice of the validation split those points are measured on
+PROBE_IMAGES = 512  # the fixed slice of the validation split those points are measured on: at most this many
+
+
+def probe_images(val_size: int) -> int:
+    """Images of the validation slice measured within epochs: a quarter of the split, at most PROBE_IMAGES."""
+    return max(1, min(PROBE_IMAGES, val_size // 4))
 
 
 def probe_steps(steps_per_epoch: int, epochs: int) -> list[int]:
@@ -76,18 +115,42 @@ def probe_steps(steps_per_epoch: int, epochs: int) -> list[int]:
 CHECKPOINT_EVERY_S = 60.0
 
 
+def train_mode(model: nn.Module) -> None:
+    """Training mode, except for norm layers whose parameters are all frozen: their running statistics stay as they are."""
+    model.train()
+    for module in model.modules():
+        params = list(module.parameters(recurse=False))
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and params and not any(p.requires_grad for p in params):
+            module.eval()
+
+
+def tta_logits(model: nn.Module, xb: torch.Tensor, tta: str, flip: bool) -> torch.Tensor:
+    """Logits averaged over test-time views: 'off' the image; 'flip' it and its mirror image; 'multiview' (airbench) it with
+    weight 1/2 and its 1-pixel shifts up-left and down-right with 1/4 each, every view also mirrored where `flip`."""
+
+    def views(x: torch.Tensor) -> torch.Tensor:
+        """The logits of x, averaged with those of its mirror image where flips keep the label."""
+        return (model(x).float() + model(x.flip(-1)).float()) / 2 if flip else model(x).float()
+
+    if tta == "off":
+        return model(xb).float()
+    if tta == "flip":
+        return views(xb)
+    h, w = xb.shape[-2:]
+    padded = F.pad(xb, (1, 1, 1, 1), mode="reflect")
+    return views(xb) / 2 + (views(padded[..., :h, :w]) + views(padded[..., 2:, 2:])) / 4
+
+
 @torch.inference_mode()
-def evaluate(model: nn.Module, loader: BatchLoader, amp: torch.dtype | None = None, flip_tta: bool = False) -> dict:
-    """Mean loss, accuracy, and per image the prediction and its softmax probability (optionally averaging with mirrored images)."""
+def evaluate(model: nn.Module, loader: BatchLoader, amp: torch.dtype | None = None, tta: str = "off", flip: bool = True) -> dict:
+    """Mean loss, accuracy, and per image the prediction and its softmax probability (optionally over test-time views)."""
     model.eval()
     device = str(loader.device)
     total_loss = torch.zeros((), device=loader.device)
     preds, confidences, targets = [], [], []
     for xb, yb in loader:
         with autocast(device, amp):
-            logits = model(xb).float()
-            if flip_tta:  # flip test-time augmentation: average the logits of each image and its mirror image
-                logits = (logits + model(xb.flip(-1)).float()) / 2
+            logits = tta_logits(model, xb, tta, flip)
         total_loss += F.cross_entropy(logits, yb, reduction="sum")
         confidence, pred = torch.softmax(logits, dim=1).max(dim=1)
         preds.append(pred)
@@ -102,7 +165,7 @@ def _train_epoch(state: TrainState, loader: BatchLoader, cfg: RunConfig, amp: to
                  probe: Callable[[int, int, float], None] = lambda step, seen, seconds: None, probe_at: tuple[int, ...] = ()) -> dict:
     """One pass over the training loader, calling probe(step, images, training seconds) after the steps in probe_at."""
     model, optimizer, scheduler, scaler = state.model, state.optimizer, state.scheduler, state.scaler
-    model.train()
+    train_mode(model)
     loss_sum = torch.zeros((), device=loader.device)
     correct = torch.zeros((), device=loader.device, dtype=torch.long)
     seen, probing = 0, 0.0
@@ -123,7 +186,7 @@ def _train_epoch(state: TrainState, loader: BatchLoader, cfg: RunConfig, amp: to
             synchronize(cfg.device)
             t0 = time.perf_counter()
             probe(step, seen, t0 - start - probing)
-            model.train()
+            train_mode(model)
             probing += time.perf_counter() - t0
     synchronize(cfg.device)
     elapsed = time.perf_counter() - start - probing
@@ -165,7 +228,7 @@ def fit(
     progress = state.progress
     reused = progress.finished
     saved_at = time.monotonic()
-    probe_loader, ends = val.head(PROBE_IMAGES), probe_steps(len(train), cfg.epochs)
+    probe_loader, ends = val.head(probe_images(len(val.y))), probe_steps(len(train), cfg.epochs)
     for epoch in range(progress.epoch + 1, 0 if reused else cfg.epochs + 1):
         before = progress.curve[-1] if progress.curve else {"images_seen": 0, "train_time_s": 0.0}
 
@@ -175,6 +238,7 @@ def fit(
             progress.curve.append({"epoch": round(epoch - 1 + step / len(train), 4), "images_seen": before["images_seen"] + seen,
                                    "train_time_s": before["train_time_s"] + seconds, "val_acc": acc})
 
+        train.epoch = epoch  # alternating flips mirror by the epoch's parity, so a resumed run flips as an unbroken one would
         row = _train_epoch(state, train, cfg, amp, f"epoch {epoch}/{cfg.epochs}", point, tuple(ends[:-1]))
         val_metrics = evaluate(model, val, amp)
         n = len(probe_loader.y)  # the epoch's end: the slice's accuracy comes from the full validation pass

@@ -11,6 +11,7 @@ import torch
 from dnic_utils import report
 from dnic_utils.config import PARAMETERS, PROFILES, RunConfig, from_parameters, make_config, recipe_fields, resolve_profile
 from dnic_utils.errors import DnicError
+from dnic_utils.models import REGISTRY, model_spec
 
 
 @pytest.fixture(autouse=True)
@@ -89,9 +90,10 @@ def test_make_config_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert lenet.lr == 0.05 and make_config("lenet5", "mnist", optimizer="adamw").lr == 3e-3
     assert make_config("lenet5", "mnist", batch_size=256).lr == pytest.approx(0.2)  # linear scaling with the batch
     assert make_config("lenet5", "mnist", batch_size=256, optimizer="adamw").lr == 3e-3
-    assert make_config("resnet18", "cifar10", flip_tta=True).flip_tta
-    with pytest.raises(DnicError, match="flip_tta"):
-        make_config("resnet18", "mnist", flip_tta=True)  # digits are never trained on mirrored images
+    assert make_config("resnet18", "cifar10", tta="flip").tta == "flip"
+    with pytest.raises(DnicError, match="tta"):
+        make_config("resnet18", "mnist", tta="flip")  # digits are never trained on mirrored images
+    assert make_config("resnet18", "mnist", tta="multiview").tta == "multiview"  # shifts only, no mirror images
     assert make_config("lenet5", "mnist", epochs=3, batch_size=7, lr=0.01).epochs == 3
     assert make_config("lenet5", "fashion-mnist").dataset == "fashion_mnist"  # normalised, so records share one name
     assert lenet.to_dict()["arch"] == "lenet5"
@@ -116,7 +118,7 @@ def test_non_default_parameters_get_their_own_run_name() -> None:
 # A valid value other than the default for each recipe field: a new field without one here fails the test below.
 OTHER_VALUES = {"epochs": 3, "batch_size": 32, "train_size": 1000, "val_size": 500, "test_size": 500, "patience": 5, "optimizer": "adamw",
                 "lr": 0.01, "weight_decay": 1e-3, "schedule": "cosine", "label_smoothing": 0.0, "augment": False, "amp": "off", "seed": 1,
-                "flip_tta": True}
+                "tta": "flip", "bias_lr": 3.0, "lookahead": True, "translate": 1, "rotation": 0.0, "alternate_flips": True}
 
 
 def test_every_recipe_field_changes_the_run_name() -> None:
@@ -145,8 +147,10 @@ def test_replace_keeps_the_filled_in_values_and_the_name() -> None:
 
 def test_config_line_names_every_recipe_field(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DNIC_PROFILE", raising=False)
+    quick = PROFILES["quick"]
     line = report.config_line(make_config("lenet5", "mnist", profile="quick", optimizer="adamw")).lower()
-    assert "1,000 training images" in line and "optimizer adamw" in line and "peak learning rate 0.003" in line and "256 validation images" in line
+    assert f"{quick.train_size:,} training images" in line and f"{quick.val_size:,} validation images" in line
+    assert "optimizer adamw" in line and "peak learning rate 0.003" in line
     for f in recipe_fields():  # a new field shows up without touching config_line
         assert all(part.strip().lower() in line for part in re.split(r"{[^}]*}", f.metadata["label"]) if part.strip()), f.name
 
@@ -209,3 +213,28 @@ def test_the_budget_profile_trains_every_architecture_alike_on_a_dataset(dataset
     assert {c.epochs for c in configs} == {PROFILES["budget"].dataset_epochs[dataset]}  # light and heavy nets too
     assert {c.train_size for c in configs} == {None} and {c.val_size for c in configs} == {PROFILES["budget"].val_size}
     assert PROFILES["quick"].rank < PROFILES["budget"].rank < PROFILES["full"].rank
+
+
+def test_an_architectures_recipe_fills_the_options_left_unset() -> None:
+    fast, plain = make_config("fastnet", "cifar10", profile="smoke"), make_config("resnet18", "cifar10", profile="smoke")
+    assert fast.variant == "" and fast.run_name == "cifar10-fastnet"  # its own recipe is its default, not a variant
+    recipe = model_spec("fastnet").recipe
+    assert {name: getattr(fast, name) for name in recipe} == recipe
+    assert (plain.label_smoothing, plain.lookahead, plain.bias_lr, plain.rotation, plain.translate, plain.tta) == (0.1, False, 1.0, 10.0, 4, "off")
+    assert make_config("resnet18", "mnist", profile="smoke").translate == 2  # 28×28 digits shift by 2 px, 32×32 images by 4
+    changed = make_config("fastnet", "cifar10", profile="smoke", label_smoothing=0.1)
+    assert changed.label_smoothing == 0.1 and changed.variant  # a value given for the run wins, and names a variant
+
+
+def test_every_registry_recipe_names_per_architecture_options_with_valid_values() -> None:
+    per_arch = {f.name for f in dataclasses.fields(RunConfig) if "default" in f.metadata} | {"translate"}
+    for arch, spec in REGISTRY.items():
+        assert set(spec.recipe) <= per_arch, arch
+        make_config(arch, "cifar10", profile="smoke")  # the recipe's values pass the fields' checks
+
+
+def test_a_bad_value_for_a_per_architecture_option_names_it() -> None:
+    with pytest.raises(DnicError, match="bias_lr"):
+        make_config("resnet18", "cifar10", profile="smoke", bias_lr=0)
+    with pytest.raises(DnicError, match="tta"):
+        make_config("fastnet", "cifar10", profile="smoke", tta="ten-crop")

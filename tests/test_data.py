@@ -703,3 +703,21 @@ def test_non_positive_batch_size_is_rejected(grey) -> None:
     with pytest.raises(DnicError) as err:
         BatchLoader(x, y, 0, (0.5,), (0.25,))
     assert_fixable(err, "Batch size")
+
+
+def test_alternating_flips_mirror_each_image_in_exactly_one_of_two_consecutive_epochs() -> None:
+    x = torch.arange(16 * 4 * 4, dtype=torch.float32).reshape(16, 1, 4, 4).to(torch.uint8)
+    loader = BatchLoader(x, torch.arange(16), 4, (0.0,), (1 / 255,), shuffle=True, augment=Augment(pad=0, flip=True, alternate=True))
+
+    def mirrored(epoch: int) -> dict[int, bool]:
+        loader.epoch = epoch
+        seen = {}
+        for xb, yb in loader:
+            for image, label in zip(xb, yb):
+                seen[int(label)] = torch.allclose(image, x[label].float().flip(-1))
+                assert seen[int(label)] or torch.allclose(image, x[label].float())
+        return seen
+
+    first, second, third = mirrored(1), mirrored(2), mirrored(3)
+    assert all(first[i] != second[i] for i in range(16)) and first == third
+    assert 0 < sum(first.values()) < 16  # each image has its own parity

@@ -30,7 +30,7 @@ def lenet_run(project_dir: Path, fixture_data: Path) -> experiment.Experiment:
 def test_a_run_writes_its_record_under_the_project(weighted_sum_run: experiment.Experiment, project_dir: Path) -> None:
     assert weighted_sum_run.record_path == project_dir / "results" / "smoke" / "mnist-weightedsumnet.json"
     assert weighted_sum_run.record_path.is_file()
-    assert weighted_sum_run.metrics["flip_tta"] is False
+    assert weighted_sum_run.metrics["tta"] == "off"
 
 
 def test_learned_branch_weights_are_measured_on_validation_images(weighted_sum_run: experiment.Experiment) -> None:

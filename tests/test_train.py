@@ -404,7 +404,7 @@ def test_flip_tta_averages_the_logits_of_each_image_and_its_mirror() -> None:
     x = torch.randint(0, 256, (10, 2, 4, 4), dtype=torch.uint8)
     y = torch.arange(10) % 3
     loader = BatchLoader(x, y, 4, mean=(0.0, 0.0), std=(1.0, 1.0), device="cpu")
-    plain, tta = evaluate(model, loader), evaluate(model, loader, flip_tta=True)
+    plain, tta = evaluate(model, loader), evaluate(model, loader, tta="flip")
     with torch.no_grad():
         xs = torch.cat([xb for xb, _ in loader])
         expected = ((model(xs) + model(xs.flip(-1))) / 2).argmax(1)
@@ -433,12 +433,14 @@ def test_every_run_has_at_least_eight_validation_points_or_one_per_step(epochs: 
 
 def test_a_one_epoch_run_draws_a_curve_of_images_seen_and_time(tmp_path: Path) -> None:
     x, y = random_batch(160)
-    result = fit(fresh_lenet(), *loaders(x, y, 16), lenet_config(1), tmp_path)  # 10 steps in its one epoch
+    model, (train_loader, val_loader) = fresh_lenet(), loaders(x, y, 16)
+    result = fit(model, train_loader, val_loader, lenet_config(1), tmp_path)  # 10 steps in its one epoch
     curve = result.curve
     assert len(curve) >= train.PROBE_POINTS
     assert [p["images_seen"] for p in curve] == sorted({p["images_seen"] for p in curve}) and curve[-1]["images_seen"] == 160
     assert all(a["train_time_s"] < b["train_time_s"] for a, b in zip(curve, curve[1:])) and curve[-1]["epoch"] == 1
-    assert curve[-1]["val_acc"] == pytest.approx(result.history[-1]["val_acc"])  # the slice is the whole (160-image) validation set here
+    slice_acc = evaluate(model, val_loader.head(train.probe_images(160)))["acc"]  # a quarter of the 160 validation images
+    assert curve[-1]["val_acc"] == pytest.approx(slice_acc)  # the epoch's last point comes from its full validation pass
     assert curve[-1]["train_time_s"] == pytest.approx(result.history[-1]["train_time_s"])  # validation time is not training time
 
 
@@ -447,3 +449,74 @@ def test_the_curve_survives_a_resume(interrupted_run, tmp_path: Path) -> None:
     result = fit(fresh_lenet(), *loaders(x, y, 16), cfg, tmp_path)
     first = saved["progress"]["curve"]
     assert result.curve[: len(first)] == first and result.curve[-1]["images_seen"] == 2 * 48 and result.curve[-1]["epoch"] == 2
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The recipe options of the one fit loop (FastNet's defaults; any run can set them)
+
+
+def test_bias_lr_scales_the_peak_learning_rate_of_biases_and_norm_parameters() -> None:
+    cfg = lenet_config(2, optimizer="sgd", lr=0.1, bias_lr=8.0)
+    optimizer = train.make_optimizer(fresh_lenet(), cfg)
+    scheduler = train.make_scheduler(optimizer, cfg, steps_per_epoch=10)
+    peaks = [group["max_lr"] for group in optimizer.param_groups]
+    assert peaks == pytest.approx([0.1, 0.8])
+    for _ in range(20):
+        optimizer.step()
+        scheduler.step()
+        decay, no_decay = (group["lr"] for group in optimizer.param_groups)
+        assert no_decay == pytest.approx(8 * decay)  # one schedule, two peaks
+
+
+def test_lookahead_pulls_the_weights_halfway_back_every_fifth_step() -> None:
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=1.0)
+    train.add_lookahead(optimizer)
+    for step in range(1, 11):
+        param.grad = -torch.ones(1)  # each plain step adds 1
+        optimizer.step()
+        if step == 4:
+            assert param.item() == pytest.approx(4.0)  # between syncs the fast weights run ahead
+    # step 5: fast 5, slow 0 → 2.5; steps 6-10: fast 7.5, slow 2.5 → 5.0
+    assert param.item() == pytest.approx(5.0)
+    assert optimizer.state[param]["lookahead_slow"].item() == pytest.approx(5.0)
+
+
+def test_a_resumed_lookahead_run_matches_an_unbroken_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    x, y = random_batch(48)
+    cfg = lenet_config(2, optimizer="sgd", lr=0.05, lookahead=True, bias_lr=4.0)  # 3 steps per epoch: a sync falls inside epoch 2
+    with monkeypatch.context() as m:
+        interrupt_at(2, [], m)
+        with pytest.raises(Interrupted):
+            fit(fresh_lenet(), *loaders(x, y, 16), cfg, tmp_path / "broken", checkpoint_every_s=0)
+    resumed, straight = fresh_lenet(), fresh_lenet()
+    fit(resumed, *loaders(x, y, 16), cfg, tmp_path / "broken")
+    fit(straight, *loaders(x, y, 16), cfg, tmp_path / "straight")
+    for key, value in straight.state_dict().items():
+        assert torch.allclose(resumed.state_dict()[key], value, atol=1e-6), key
+
+
+def test_norm_layers_whose_parameters_are_frozen_keep_their_statistics() -> None:
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Conv2d(4, 4, 3), torch.nn.BatchNorm2d(4))
+    for p in [*model[0].parameters(), *model[1].parameters()]:
+        p.requires_grad_(False)
+    frozen, trained = model[1].running_mean.clone(), model[3].running_mean.clone()
+    train.train_mode(model)
+    model(torch.randn(8, 1, 10, 10) + 3)
+    assert torch.equal(model[1].running_mean, frozen) and not model[1].training
+    assert not torch.equal(model[3].running_mean, trained) and model[3].training
+
+
+def test_multiview_tta_weights_the_image_half_and_each_shift_a_quarter() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(1 * 6 * 6, 3)).eval()
+    x = torch.randn(5, 1, 6, 6)
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+    with torch.no_grad():
+        def both(v):
+            return (model(v) + model(v.flip(-1))) / 2
+        expected = both(x) / 2 + both(padded[..., :6, :6]) / 4 + both(padded[..., 2:, 2:]) / 4
+        assert torch.allclose(train.tta_logits(model, x, "multiview", flip=True), expected, atol=1e-6)
+        no_flip = model(x) / 2 + model(padded[..., :6, :6]) / 4 + model(padded[..., 2:, 2:]) / 4
+        assert torch.allclose(train.tta_logits(model, x, "multiview", flip=False), no_flip, atol=1e-6)
+        assert torch.equal(train.tta_logits(model, x, "off", flip=True), model(x))

@@ -20,16 +20,19 @@ class Augment:
     pad: int = 4
     degrees: float = 0.0
     flip: bool = False
+    alternate: bool = False  # with flip: each image is mirrored in every other epoch (its own fixed parity), not at random
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Augment a float batch (B, C, H, W) with one affine resample."""
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None, mirrored: torch.Tensor | None = None) -> torch.Tensor:
+        """Augment a float batch (B, C, H, W) with one affine resample; `mirrored` (bool per image) replaces the random flips."""
         b, _, h, w = x.shape
         dev = x.device
         angle = (torch.rand(b, device=dev, generator=generator) * 2 - 1) * math.radians(self.degrees)
         shift = torch.randint(-self.pad, self.pad + 1, (2, b), device=dev, generator=generator).float()
         mirror = torch.ones(b, device=dev)
         if self.flip:
-            mirror = torch.where(torch.rand(b, device=dev, generator=generator) < 0.5, -mirror, mirror)
+            if mirrored is None:
+                mirrored = torch.rand(b, device=dev, generator=generator) < 0.5
+            mirror = torch.where(mirrored, -mirror, mirror)
         cos, sin = angle.cos(), angle.sin()
         # Output-to-input map; integer shifts of 2/W land on pixel centres, so angle 0 is an exact crop.
         theta = torch.stack(
@@ -40,7 +43,7 @@ class Augment:
 
 
 def default_augment(info: DatasetInfo) -> Augment:
-    """The report's augmentation: crop with padding, ±10° rotation, flips for natural images only."""
+    """The report's default augmentation (RunConfig's defaults): crop with padding, ±10° rotation, flips for natural images only."""
     return Augment(pad=2 if info.size <= 28 else 4, degrees=10.0, flip=info.flip)
 
 
@@ -75,12 +78,20 @@ class BatchLoader:
         self.mean = torch.tensor(mean, device=self.device).repeat(repeat).view(1, -1, 1, 1)
         self.std = torch.tensor(std, device=self.device).repeat(repeat).view(1, -1, 1, 1)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.epoch = 1  # the fit loop sets it; alternating flips mirror an image in every other epoch
+        parity = torch.Generator(device=self.device).manual_seed(seed + 1)
+        self.flip_parity = torch.rand(len(self.y), device=self.device, generator=parity) < 0.5 if augment and augment.alternate else None
 
     def head(self, n: int) -> BatchLoader:
         """A loader with the same settings over the first n images only (a fixed slice, e.g. for validation within epochs)."""
         part = copy.copy(self)
         part.x, part.y = self.x[:n], self.y[:n]
+        part.flip_parity = None if self.flip_parity is None else self.flip_parity[:n]
         return part
+
+    def images(self, n: int) -> torch.Tensor:
+        """The first n images, normalised as the model sees them, without augmentation (e.g. to set data-dependent weights)."""
+        return self.prepare(self.x[:n].float().div_(255))
 
     def __len__(self) -> int:
         """Number of batches per pass."""
@@ -105,5 +116,6 @@ class BatchLoader:
             idx = order[sl] if order is not None else sl
             xb = self.x[idx].float().div_(255)
             if self.augment is not None:
-                xb = self.augment(xb, self.generator)
+                mirrored = None if self.flip_parity is None else self.flip_parity[idx] ^ bool(self.epoch % 2)
+                xb = self.augment(xb, self.generator, mirrored)
             yield self.prepare(xb), self.y[idx]

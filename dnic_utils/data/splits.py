@@ -11,7 +11,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from ..errors import DnicError
-from .batches import BatchLoader, default_augment
+from .batches import Augment, BatchLoader
 from .datasets import DatasetInfo, dataset_info
 from .sources import load_raw
 
@@ -90,15 +90,17 @@ class Splits:
         """The source's checksum and the split sizes: a checkpoint made from other data is not resumed."""
         return f"{self.source.get('sha256')}:{self.sizes()}"
 
-    def loader(self, part: str, batch_size: int, device: str, *, train: bool = False, augment: bool = True, seed: int = 0) -> BatchLoader:
-        """A channels_last loader over 'train', 'val' or 'test'; train=True shuffles, augments (if augment) and drops a ragged last batch."""
+    def loader(self, part: str, batch_size: int, device: str, *, train: bool = False, augment: Augment | None = None,
+               seed: int = 0) -> BatchLoader:
+        """A channels_last loader over 'train', 'val' or 'test'; train=True shuffles, augments (if given) and drops a ragged last batch."""
         x, y = getattr(self, f"{part}_x"), getattr(self, f"{part}_y")
         return BatchLoader(x, y, batch_size, self.mean, self.std, device=device, channels_last=True, shuffle=train, seed=seed,
-                           augment=default_augment(self.info) if train and augment else None, drop_last=train and len(y) > batch_size)
+                           augment=augment if train else None, drop_last=train and len(y) > batch_size)
 
     def loaders(self, cfg: RunConfig) -> Loaders:
         """The train, validation and test loaders of a run: the one place a run's loaders are built."""
-        return Loaders(self.loader("train", cfg.batch_size, cfg.device, train=True, augment=cfg.augment, seed=cfg.seed),
+        augment = Augment(pad=cfg.translate, degrees=cfg.rotation, flip=self.info.flip, alternate=cfg.alternate_flips) if cfg.augment else None
+        return Loaders(self.loader("train", cfg.batch_size, cfg.device, train=True, augment=augment, seed=cfg.seed),
                        self.loader("val", EVAL_BATCH, cfg.device), self.loader("test", EVAL_BATCH, cfg.device))
 
 

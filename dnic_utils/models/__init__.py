@@ -5,16 +5,16 @@ from __future__ import annotations
 import hashlib
 import inspect
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..errors import DnicError
-from . import googlenet, inception, lenet, minigooglenet, mobilenet, resnet, resnet9, vgg, weightedsum
+from . import fastnet, googlenet, inception, lenet, minigooglenet, mobilenet, resnet, resnet9, vgg, weightedsum
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,8 @@ class ModelSpec:
     min_size: int = 16
     tier: Literal["light", "standard", "heavy"] = "standard"  # 'light': profiles give it their light_epochs; 'heavy': their heavy_train_size
     describe_trained: Callable[[nn.Module, torch.Tensor], str] | None = None  # optional: Markdown on what the trained net does with a validation batch
+    init_from_data: Callable[[nn.Module, torch.Tensor], None] | None = None  # optional: set weights from normalised training images before training
+    recipe: Mapping[str, Any] = field(default_factory=dict)  # the architecture's own defaults for RunConfig's per-architecture options
 
 
 REGISTRY: dict[str, ModelSpec] = {
@@ -47,6 +49,8 @@ REGISTRY: dict[str, ModelSpec] = {
                                  describe_trained=weightedsum.describe_branch_weights),
     "weightedsumnet_improved": ModelSpec("WeightedSumNet-Improved", "WeightedSumNet", weightedsum.weighted_sum_net_improved, weightedsum.SUMMARY,
                                          weightedsum.LOOK_FOR, describe_trained=weightedsum.describe_branch_weights),
+    "fastnet": ModelSpec("FastNet", "FastNet", fastnet.FastNet, fastnet.SUMMARY, fastnet.LOOK_FOR, init_from_data=fastnet.whiten,
+                         recipe=fastnet.RECIPE),
 }
 
 

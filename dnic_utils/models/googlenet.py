@@ -6,8 +6,9 @@ from torchvision.models.googlenet import BasicConv2d, GoogLeNet
 SUMMARY = (
     "**GoogLeNet** (Inception v1) is built from Inception modules: four parallel branches (1×1, 1×1→3×3, "
     "1×1→a wider filter, and 3×3 max-pool→1×1; torchvision's definition uses 3×3 where the paper has 5×5) see the same input at several scales and their outputs are concatenated. "
-    "The 1×1 convolutions in front of the large filters cut the channels first, which is what keeps nine "
-    "such modules cheaper than one VGG stage. Watch how the FLOPs split across the branch kinds."
+    "The 1×1 convolutions in front of the large filters cut the channels first; without them the 3×3 branches "
+    "would convolve hundreds of input channels and nine such modules would cost several times more. Watch how "
+    "the FLOPs split across the branch kinds."
 )
 LOOK_FOR = (
     "Here 1×1 convolutions (the 1×1 branches, the reductions in front of the 3×3s and the pool projections) do {pointwise_share:.0%} of "

@@ -10,7 +10,8 @@ SUMMARY = (
     "reach early layers unchanged and a deeper network can always fall back to the identity. ResNet18 stacks "
     "basic blocks (two 3×3 convs); ResNet50 and ResNet101 use bottleneck blocks (1×1 reduce, 3×3, 1×1 expand) "
     "so that depth costs fewer FLOPs per layer. Stages halve the resolution and double the channels; global "
-    "average pooling replaces large dense layers, which keeps the parameter count far below VGG's."
+    "average pooling replaces VGG's large dense layers, so nearly all the parameters sit in the convolutions, and depth, "
+    "not the head, is what makes ResNet50 and ResNet101 large."
 )
 LOOK_FOR = (
     "Here 3×3 convolutions do {k3_share:.0%} of the {mflops:,.0f} MFLOPs per image and 1×1 convolutions (bottleneck "
