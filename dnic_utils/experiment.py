@@ -15,7 +15,7 @@ from . import plots
 from .checkpoint import save_trained
 from .config import PROFILES, RunConfig
 from .data import Splits, dataset_title, load_splits
-from .data.splits import EVAL_BATCH
+from .data.splits import EVAL_BATCH, Loaders
 from .devices import amp_dtype, amp_label
 from .metrics import classification_metrics, inference_latency, per_class_report
 from .models import build_model, model_cost, model_fingerprint, model_spec
@@ -91,18 +91,26 @@ class Experiment:
         return figures
 
 
+def model_for_run(cfg: RunConfig, splits: Splits, loaders: Loaders) -> nn.Module:
+    """The run's freshly built model on its device (channels_last), with any data-dependent weights set from training images."""
+    info = splits.info
+    model = build_model(cfg.arch, len(info.classes), info.channels, info.size).to(cfg.device, memory_format=torch.channels_last)
+    if cfg.compile:
+        model.compile()  # in place, so state_dict keys and checkpoints stay those of the plain model
+    init = model_spec(cfg.arch).init_from_data
+    if init:  # weights computed from training images before training (FastNet's whitening filters)
+        init(model, loaders.train.images(DATA_INIT_IMAGES))
+    return model
+
+
 def run(cfg: RunConfig, data_dir: str | None = None, resume: bool = True) -> Experiment:
     """Train cfg.arch on cfg.dataset, select the best validation epoch, test once, save the trained model and write the run record."""
     start = time.perf_counter()
     seed_everything(cfg.seed)  # before the model is built, so the seed fixes the initial weights too
     splits = load_splits(cfg.dataset, cfg.train_size, cfg.val_size, cfg.test_size, data_dir)
     info, spec, name = splits.info, model_spec(cfg.arch), cfg.run_name
-    model = build_model(cfg.arch, len(info.classes), info.channels, info.size).to(cfg.device, memory_format=torch.channels_last)
-    if cfg.compile:
-        model.compile()  # in place, so state_dict keys and checkpoints stay those of the plain model
     loaders = splits.loaders(cfg)
-    if spec.init_from_data:  # weights computed from training images before training (FastNet's whitening filters)
-        spec.init_from_data(model, loaders.train.images(DATA_INIT_IMAGES))
+    model = model_for_run(cfg, splits, loaders)
     reported = read_record(cfg.profile, name)
     folder = checkpoint_dir(cfg.profile, name)
     fitted = fit(model, loaders.train, loaders.val, cfg, folder, resume=resume, data_id=splits.data_id,

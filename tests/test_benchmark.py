@@ -20,7 +20,7 @@ speed = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(speed)
 
 TINY = ["--arch", "lenet5", "--steps", "1", "--warmup", "0", "--batch-size", "16", "--workers", "0",
-        "--accuracy-on-cpu", "--accuracy-epochs", "lenet5=1", "--accuracy-batch-size", "32", "--accuracy-train-size", "64", "--accuracy-eval-size", "20",
+        "--accuracy-epochs", "fastnet=1", "--accuracy-batch-size", "32", "--accuracy-train-size", "64", "--accuracy-eval-size", "20",
         "--peak-size", "32", "--peak-repeats", "2", "--mfu-batch-size", "2", "--mfu-steps", "1"]
 
 
@@ -47,7 +47,8 @@ def test_tiny_run_writes_one_record_and_regenerates_results(fixture_data: Path, 
     pipe = rec["metrics"]["pipeline"]["lenet5"]
     assert pipe["conventional"] > 0 and pipe["dnic"] > 0 and pipe["ratio"] == pytest.approx(pipe["dnic"] / pipe["conventional"])
     assert rec["config"]["time_to_accuracy"]["skipped"] is None
-    acc = rec["metrics"]["time_to_accuracy"]["lenet5"]
+    acc = rec["metrics"]["time_to_accuracy"]["fastnet"]
+    assert acc["tta"] == "multiview" and len(acc["curve"]) >= 2 and acc["curve"][-1]["images_seen"] == 64  # its recipe, and its curve
     assert acc["epochs_run"] == 1 and acc["train_images"] == 64 and acc["test_images"] == 20 and 0 <= acc["test_acc"] <= 1
     assert acc["time_to_target_s"] == (acc["wall_time_s"] if acc["test_acc"] >= 0.94 else None)
     mfu = rec["metrics"]["mfu"]
@@ -59,7 +60,7 @@ def test_tiny_run_writes_one_record_and_regenerates_results(fixture_data: Path, 
     _, pipeline, accuracy_table, mfu_table, budget_table, load_table = text.split("## ")
     assert "No runs yet" in budget_table and "No runs yet" in load_table
     assert "| 2,482 | 7,312 | **2.95×** |" in pipeline and pipeline.count("| lenet5 |") == 2  # the legacy row and this run's
-    assert "| lenet5 | 1/1 |" in accuracy_table
+    assert "| fastnet | 1/1 |" in accuracy_table
     assert f"**{mfu['mfu']:.1%}**" in mfu_table
     precision = amp_label(amp_dtype("auto", speed.default_device()))  # peak and training in the precision training uses
     assert rec["config"]["mfu"]["amp"] == precision and f"| {precision} |" in mfu_table
