@@ -116,7 +116,7 @@ def test_non_default_parameters_get_their_own_run_name() -> None:
 
 
 # A valid value other than the default for each recipe field: a new field without one here fails the test below.
-OTHER_VALUES = {"epochs": 3, "batch_size": 32, "train_size": 1000, "val_size": 500, "test_size": 500, "patience": 5, "optimizer": "adamw",
+OTHER_VALUES = {"epochs": 3, "batch_size": 16, "train_size": 1000, "val_size": 500, "test_size": 500, "patience": 5, "optimizer": "adamw",
                 "lr": 0.01, "weight_decay": 1e-3, "schedule": "cosine", "label_smoothing": 0.0, "augment": False, "amp": "off", "seed": 1,
                 "tta": "flip", "bias_lr": 3.0, "lookahead": True, "translate": 1, "rotation": 0.0, "alternate_flips": True}
 
@@ -136,7 +136,7 @@ def test_every_recipe_field_changes_the_run_name() -> None:
 
 def test_the_profiles_own_values_given_explicitly_keep_the_default_name() -> None:
     smoke = PROFILES["smoke"]
-    cfg = make_config("resnet18", "cifar10", profile="smoke", epochs=smoke.epochs, batch_size=smoke.batch_size, lr=0.05)
+    cfg = make_config("resnet18", "cifar10", profile="smoke", epochs=smoke.epochs, batch_size=smoke.batch_size, lr=0.05 * smoke.batch_size / 64)
     assert cfg.run_name == "cifar10-resnet18"
 
 
@@ -172,7 +172,8 @@ def test_batch_size_is_bounded_by_the_training_images() -> None:
     with pytest.raises(DnicError) as err:
         make_config("lenet5", "mnist", profile="full", batch_size=10**9)
     assert "`batch_size`" in str(err.value) and "55,000" in str(err.value)  # 60,000 less the 5,000 validation images
-    assert make_config("lenet5", "mnist", profile="smoke", batch_size=256).batch_size == 256  # the smoke subset's size is allowed
+    size = PROFILES["smoke"].train_size
+    assert make_config("lenet5", "mnist", profile="smoke", batch_size=size).batch_size == size  # the smoke subset's size is allowed
 
 
 def test_the_derived_learning_rate_is_checked_like_a_given_one() -> None:
