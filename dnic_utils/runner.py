@@ -1,7 +1,7 @@
 """The report runner: executes every notebook in order with papermill and regenerates the README's tables.
 
 Usage: python -m dnic_utils.runner [--profile auto|smoke|quick|full] [--only GLOB] [--start-at NAME] [--skip-done]
-                                  [--stop-after SECONDS] [--force] [--tables-only]
+                                  [--stop-after SECONDS] [--seeds 0,1,2] [--force] [--tables-only]
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ from pathlib import Path
 import nbformat
 
 from .cli import positive_int
-from .config import PROFILES, resolve_profile
+from .config import PROFILES, make_config, resolve_profile
 from .data import DATASETS
 from .devices import amp_dtype, amp_label, default_device, device_slug
 from .errors import DnicError
 from .models import REGISTRY, model_spec
 from .onnx_model import find_cards
 from .readme import architecture_table, models_table, notebook_index, profile_table, readme_tables, replaced_rows, runtime_table, update_readme
-from .records import load_records, make_record, scan_records, write_record
+from .records import load_records, make_record, read_record, scan_records, write_record
 from .settings import project_root
 
 TEMPLATE = Path("notebooks/templates/model.ipynb")
@@ -53,9 +53,75 @@ def plan() -> list[Planned]:
             number = f"{d}{a:02d}"
             title = f"# {number} · {model_spec(arch).title} on {info.title}"
             items.append(Planned(f"{number}_{dataset}_{arch}", TEMPLATE, {"arch": arch, "dataset": dataset}, title))
+    # after the models (and their extra seeds, which the runner trains after the last model notebook), whose records it compares
+    items.append(Planned("50_comparative_analysis", Path("notebooks/50_comparative_analysis.ipynb"), {},
+                         "# 50 · Comparative analysis: every architecture on every dataset"))
     # after the models, whose checkpoints it exports
     items.append(Planned("60_deployment", Path("notebooks/60_deployment.ipynb"), {}, "# 60 · Deployment: export, parity and latency"))
     return items
+
+
+PUBLISHED = "budget"  # the profile whose numbers the report publishes: there the runner adds seeds by itself
+PUBLISHED_SEEDS = (0, 1, 2)
+SEED_MINUTES = 15  # in the published profile, architectures whose default run took at most this long get the extra seeds
+ALWAYS_SEEDED = {("cifar10", "resnet18"), ("cifar10", "vgg16")}  # and these, however long they take
+
+
+def seed_list(text: str) -> tuple[int, ...]:
+    """'0,1,2' as (0, 1, 2): an argparse type for --seeds."""
+    try:
+        seeds = tuple(dict.fromkeys(int(part) for part in text.split(",")))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seeds as whole numbers separated by commas (e.g. 0,1,2), got {text!r}") from None
+    if any(seed < 0 for seed in seeds):
+        raise argparse.ArgumentTypeError(f"seeds are whole numbers ≥ 0, got {text!r}")
+    return seeds
+
+
+def seed_runs(items: list[Planned], profile: str, seeds: tuple[int, ...] | None) -> list[tuple[Planned, int]]:
+    """The (model notebook, seed) runs to add: every selected model for explicit --seeds; by default, in the published profile only,
+    the models whose default-seed run took at most SEED_MINUTES there, and ResNet18 and VGG16 on CIFAR-10. Seed 0 is the notebook's own.
+    """
+    models = [i for i in items if i.source == TEMPLATE]
+    if seeds is None:
+        if profile != PUBLISHED:
+            return []
+        wall = {(r["config"]["dataset"], r["config"]["arch"]): r["wall_time_s"] for r in load_records()
+                if r["kind"] == "train" and r["profile"] == profile and not r["config"].get("variant")}
+        models = [i for i in models if (key := (i.parameters["dataset"], i.parameters["arch"])) in ALWAYS_SEEDED
+                  or wall.get(key, math.inf) <= 60 * SEED_MINUTES]
+        seeds = PUBLISHED_SEEDS
+    return [(item, seed) for item in models for seed in seeds if seed != 0]
+
+
+def run_seed(item: Planned, seed: int, profile: str, skip_done: bool) -> str:
+    """Train one extra seed of a model notebook's run into a record of its own (no notebook); what happened, in a few words."""
+    from .experiment import run
+
+    cfg = make_config(item.parameters["arch"], item.parameters["dataset"], profile, seed=seed)
+    if skip_done and read_record(profile, cfg.run_name) is not None:
+        return f"record {cfg.run_name} exists, skipped (--skip-done)"
+    run(cfg, os.environ.get("DNIC_DATA_DIR"))
+    return f"record {cfg.run_name} written"
+
+
+def train_seeds(runs: list[tuple[Planned, int]], profile: str, args: argparse.Namespace, start: float, failures: list[str]) -> bool:
+    """Train the extra seeds in turn, each failure added to `failures`; False when --stop-after stopped them."""
+    root = project_root()
+    for k, (item, seed) in enumerate(runs, start=1):
+        if args.stop_after and time.perf_counter() - start > args.stop_after:
+            print(f"[seed {k}/{len(runs)}] stopping: {args.stop_after} s have passed (--stop-after); resume with --skip-done", flush=True)
+            return False
+        print(f"[seed {k}/{len(runs)}] {item.name} seed {seed}", flush=True)
+        t0 = time.perf_counter()
+        try:
+            what = run_seed(item, seed, profile, args.skip_done)
+        except Exception as err:
+            failures.append(failure(root, f"{item.name} seed {seed}", err))
+            print(f"    FAILED after {time.perf_counter() - t0:.1f} s", flush=True)
+        else:
+            print(f"    {what} ({time.perf_counter() - t0:.1f} s)", flush=True)
+    return True
 
 
 def notebook_profile(path: Path) -> str | None:
@@ -164,6 +230,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-done", action="store_true", help="skip notebooks whose executed copy in notebooks/ already has this profile")
     parser.add_argument("--stop-after", type=positive_int, default=None,
                         help="start no further notebook once this many seconds have passed (split a batch run across time-limited sessions)")
+    parser.add_argument("--seeds", type=seed_list, default=None,
+                        help=f"extra seeds for every selected model, e.g. 0,1,2 (0 is the notebook's own run), trained into records of their "
+                             f"own after the model notebooks; default: in {PUBLISHED}, {','.join(map(str, PUBLISHED_SEEDS))} for the models whose "
+                             f"run took ≤ {SEED_MINUTES} min there and ResNet18 and VGG16 on CIFAR-10; elsewhere none (--seeds 0: none)")
     parser.add_argument("--timeout", type=positive_int, default=3600, help="per-cell execution timeout in seconds")
     parser.add_argument("--data-dir", default=None, help="offline data root (sets DNIC_DATA_DIR)")
     parser.add_argument("--force", action="store_true", help="let a lower profile overwrite a higher profile's notebooks")
@@ -197,7 +267,12 @@ def main(argv: list[str] | None = None) -> int:
     shown = load_records()  # the records behind the README's rows before this batch, to name the rows it replaces
     failures, timings, start = [], {}, time.perf_counter()
     print(f"dnic report: {len(items)} notebook(s), profile {profile}", flush=True)
-    for n, item in enumerate(items, start=1):
+    last_model = max((k for k, i in enumerate(items) if i.source == TEMPLATE), default=None)
+    for n, item in enumerate([*items, None], start=1):
+        if n - 2 == last_model and not train_seeds(seed_runs(items, profile, args.seeds), profile, args, start, failures):
+            break  # the extra seeds come right after the last model notebook, before the notebooks that compare the records
+        if item is None:
+            break
         out = output_path(root, item, profile, args.force)
         if args.skip_done and out.is_file() and notebook_profile(out) == profile:
             print(f"[{n}/{len(items)}] {item.name}: done in this profile, skipped (--skip-done)", flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import fnmatch
 import hashlib
 import json
@@ -15,7 +16,7 @@ import pytest
 from dnic_utils import readme, runner
 from conftest import REPO_ROOT as REPO
 from test_records import train_record
-from dnic_utils.config import PROFILES
+from dnic_utils.config import PROFILES, make_config
 from dnic_utils.devices import amp_dtype, amp_label, device_slug
 from dnic_utils.settings import project_root
 from dnic_utils.data import DATASETS
@@ -27,12 +28,13 @@ def test_plan_starts_with_the_exploration_and_covers_every_model_and_dataset() -
     assert items[0].name == "00_data_exploration"
     assert items[0].parameters == {}
     assert items[-1].name == "60_deployment" and items[-1].parameters == {}  # after the models, whose checkpoints it exports
-    models = items[1:-1]
+    assert items[-2].name == "50_comparative_analysis" and items[-2].parameters == {}  # after the models, whose records it compares
+    models = items[1:-2]
     pairs = [(i.parameters["dataset"], i.parameters["arch"]) for i in models]
     assert sorted(pairs) == sorted((d, a) for d in DATASETS for a in REGISTRY)  # each pair exactly once
     names = [i.name for i in items]
     assert len(set(names)) == len(names)
-    numbers = [name.split("_", 1)[0] for name in names[:-1]]
+    numbers = [name.split("_", 1)[0] for name in names[:-2]]
     assert numbers == sorted(numbers, key=int) and len(set(numbers)) == len(numbers)
     for item in models:
         d, a = item.parameters["dataset"], item.parameters["arch"]
@@ -382,3 +384,125 @@ def test_tables_only_names_the_records_it_could_not_read(project_dir: Path, monk
     assert "_Not shown: results/quick/mnist-vgg16.json (unreadable: Expecting property name enclosed in double quotes" in section
     assert str(project_dir) not in (project_dir / "README.md").read_text()
     assert "results/quick/mnist-vgg16.json (unreadable: " in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Extra seeds (--seeds): records of their own, trained after the model notebooks, without notebooks
+
+
+def test_seed_list_parses_comma_separated_seeds() -> None:
+    assert runner.seed_list("0,1,2") == (0, 1, 2)
+    assert runner.seed_list("2, 1,2") == (2, 1)  # repeats dropped, order kept
+    for bad in ("a,b", "1;2", "-1", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match="seeds"):
+            runner.seed_list(bad)
+
+
+def model_items(*pairs: tuple[str, str]) -> list[runner.Planned]:
+    """Model notebooks of the template for (dataset, arch) pairs."""
+    return [runner.Planned(f"{n}_{d}_{a}", runner.TEMPLATE, {"arch": a, "dataset": d}, "# t") for n, (d, a) in enumerate(pairs, start=101)]
+
+
+def test_explicit_seeds_go_to_every_selected_model_and_never_repeat_seed_0() -> None:
+    items = [runner.plan()[0], *model_items(("mnist", "lenet5"), ("cifar10", "vgg19"))]
+    runs = runner.seed_runs(items, "smoke", (0, 1, 2))
+    assert [(i.parameters["arch"], s) for i, s in runs] == [("lenet5", 1), ("lenet5", 2), ("vgg19", 1), ("vgg19", 2)]
+    assert runner.seed_runs(items, "smoke", (0,)) == []  # --seeds 0: nothing extra
+    assert runner.seed_runs(items, "quick", None) == []  # by default only the published profile gets seeds
+
+
+def test_the_published_profile_seeds_the_short_runs_and_resnet18_and_vgg16_on_cifar10(project_dir: Path) -> None:
+    for dataset, arch, seconds in (("mnist", "lenet5", 60.0), ("mnist", "vgg16", 15 * 60.0), ("mnist", "resnet101", 15 * 60.0 + 1),
+                                   ("cifar10", "vgg16", 5 * 3600.0)):
+        runner.write_record({**train_record(dataset, arch, profile=runner.PUBLISHED), "wall_time_s": seconds})
+    items = model_items(("mnist", "lenet5"), ("mnist", "vgg16"), ("mnist", "resnet101"), ("mnist", "resnet18"),
+                        ("cifar10", "vgg16"), ("cifar10", "resnet18"), ("cifar10", "vgg19"))
+    runs = runner.seed_runs(items, runner.PUBLISHED, None)
+    chosen = sorted({(i.parameters["dataset"], i.parameters["arch"]) for i, _ in runs})
+    # ≤ 15 min: LeNet-5 and VGG16 on MNIST; ResNet101 is over; MNIST ResNet18 and CIFAR-10 VGG19 have no run to time;
+    # ResNet18 and VGG16 on CIFAR-10 always
+    assert chosen == [("cifar10", "resnet18"), ("cifar10", "vgg16"), ("mnist", "lenet5"), ("mnist", "vgg16")]
+    assert sorted({s for _, s in runs}) == [s for s in runner.PUBLISHED_SEEDS if s != 0]
+    explicit = runner.seed_runs(items, runner.PUBLISHED, (0, 5))  # an explicit --seeds overrides the rule
+    assert len(explicit) == len(items) and {s for _, s in explicit} == {5}
+
+
+def test_run_seed_trains_the_seed_as_its_own_run_and_skip_done_skips_it(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dnic_utils.experiment
+
+    trained: list = []
+    monkeypatch.setattr(dnic_utils.experiment, "run", lambda cfg, data_dir=None: trained.append(cfg))
+    [item] = model_items(("mnist", "lenet5"))
+    assert runner.run_seed(item, 1, "smoke", skip_done=True).endswith("written")
+    [cfg] = trained
+    assert (cfg.arch, cfg.dataset, cfg.profile, cfg.seed) == ("lenet5", "mnist", "smoke", 1)
+    assert cfg.run_name.startswith("mnist-lenet5-") and cfg.run_name != make_config("lenet5", "mnist", "smoke").run_name  # a record of its own
+    runner.write_record({**train_record(), "name": cfg.run_name, "seed": 1})
+    assert runner.run_seed(item, 1, "smoke", skip_done=True).endswith("skipped (--skip-done)") and len(trained) == 1
+    runner.run_seed(item, 1, "smoke", skip_done=False)
+    assert len(trained) == 2
+
+
+@pytest.fixture
+def seeded_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """A project of two model notebooks and a comparison notebook after them; notebooks and seed runs only log what they would do."""
+    monkeypatch.setenv("DNIC_PROJECT_DIR", str(tmp_path))
+    monkeypatch.setenv("DNIC_PROFILE", "smoke")
+    monkeypatch.setenv("DNIC_QUIET", "1")
+    items = [*model_items(("mnist", "lenet5"), ("mnist", "vgg16")), runner.Planned("50_compare", Path("notebooks/50.ipynb"), {}, "# 50")]
+    ran: list[str] = []
+
+    def execute(root: Path, item: runner.Planned, profile: str, out: Path, timeout: int) -> None:
+        write_notebook(out, profile)
+        ran.append(item.name)
+
+    def run_seed(item: runner.Planned, seed: int, profile: str, skip_done: bool) -> str:
+        ran.append(f"{item.name} seed {seed}")
+        time.sleep(0.4)
+        return "record written"
+
+    monkeypatch.setattr(runner, "plan", lambda: items)
+    monkeypatch.setattr(runner, "execute", execute)
+    monkeypatch.setattr(runner, "run_seed", run_seed)
+    monkeypatch.setattr(runner, "regenerate_readme", lambda root: None)
+    return ran
+
+
+def test_seeds_run_after_the_model_notebooks_and_before_the_comparison(seeded_batch: list[str]) -> None:
+    assert runner.main(["--profile", "smoke", "--seeds", "0,1,2"]) == 0
+    assert seeded_batch == ["101_mnist_lenet5", "102_mnist_vgg16", "101_mnist_lenet5 seed 1", "101_mnist_lenet5 seed 2",
+                            "102_mnist_vgg16 seed 1", "102_mnist_vgg16 seed 2", "50_compare"]
+
+
+def test_seeds_respect_only_and_make_nothing_extra_by_default(seeded_batch: list[str]) -> None:
+    assert runner.main(["--profile", "smoke", "--seeds", "0,3", "--only", "*vgg16"]) == 0
+    assert seeded_batch == ["102_mnist_vgg16", "102_mnist_vgg16 seed 3"]
+    seeded_batch.clear()
+    assert runner.main(["--profile", "smoke"]) == 0  # not the published profile: no seeds unless asked
+    assert seeded_batch == ["101_mnist_lenet5", "102_mnist_vgg16", "50_compare"]
+    seeded_batch.clear()
+    assert runner.main(["--profile", "smoke", "--seeds", "1", "--only", "50_*"]) == 0  # no model selected: no seed to run
+    assert seeded_batch == ["50_compare"]
+
+
+def test_stop_after_stops_the_seeds_too(seeded_batch: list[str], capsys: pytest.CaptureFixture) -> None:
+    assert runner.main(["--profile", "smoke", "--seeds", "0,1,2", "--stop-after", "1"]) == 0
+    assert seeded_batch[:2] == ["101_mnist_lenet5", "102_mnist_vgg16"] and "50_compare" not in seeded_batch
+    assert 1 <= len(seeded_batch) - 2 < 4  # seeds 0.4 s each: the limit falls among them
+    assert "stopping: 1 s have passed (--stop-after); resume with --skip-done" in capsys.readouterr().out
+
+
+def test_a_failed_seed_is_reported_and_the_batch_goes_on(seeded_batch: list[str], monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    def run_seed(item: runner.Planned, seed: int, profile: str, skip_done: bool) -> str:
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(runner, "run_seed", run_seed)
+    assert runner.main(["--profile", "smoke", "--seeds", "1", "--only", "*lenet5"]) == 1
+    assert "FAILED 101_mnist_lenet5 seed 1: RuntimeError: out of memory" in capsys.readouterr().err
+
+
+def test_bad_seeds_exit_with_2(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        runner.main(["--profile", "smoke", "--seeds", "one"])
+    assert exit_info.value.code == 2 and "seeds" in capsys.readouterr().err

@@ -1,0 +1,594 @@
+"""The comparative analysis of notebook 50: which runs are compared, their tables, significance tests and prose, all from records.
+
+Per dataset one profile is compared, never a mix: the highest profile (up to the notebook's) in which every registered
+architecture has a default-parameter record, else the highest with the most. Records of the same recipe with other seeds
+(the runner's --seeds) are grouped with the default run of their architecture.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats as scipy_stats
+
+from . import stats
+from .config import PROFILES, RunConfig
+from .data import dataset_info
+from .devices import device_label
+from .errors import DnicError
+from .models import REGISTRY, model_spec
+from .records import scan_records, test_predictions
+from .settings import project_root
+
+ALPHA = 0.05  # the family-wise error rate of the pairwise tests of one dataset (Holm)
+LATENCY_LOW = 1  # the batch of the single-image latency column
+
+
+def result_roots() -> list[Path]:
+    """Where records are read: the project's results/, then this checkout's if that is another folder (its committed records)."""
+    roots = [project_root() / "results"]
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "results").resolve() != roots[0].resolve():
+        roots.append(checkout / "results")
+    return roots
+
+
+def training_records(roots: list[Path] | None = None) -> list[dict]:
+    """Every training record under the roots, the first root's copy winning; a file that cannot be read is named in a warning."""
+    found: dict[tuple[str, str], dict] = {}
+    for root in result_roots() if roots is None else roots:
+        records, problems = scan_records(root)
+        for problem in problems:
+            warnings.warn(f"run record left out: {problem}", stacklevel=2)
+        for record in records:
+            if record["kind"] == "train":
+                found.setdefault((record["profile"], record["name"]), record)
+    return list(found.values())
+
+
+def seed_of(record: dict) -> int | None:
+    """The record's seed if it is its architecture's default recipe with at most another seed; None for any other variant."""
+    config = record["config"]
+    try:
+        expected = RunConfig(config["arch"], config["dataset"], record["profile"], seed=record["seed"], device="cpu").variant
+    except DnicError:  # an architecture or dataset no longer registered
+        return None
+    return record["seed"] if config.get("variant", "") == expected else None
+
+
+@dataclass
+class Run:
+    """One architecture of a comparison: its default run (seed 0) and the runs of its other seeds, as records."""
+
+    arch: str
+    records: list[dict]  # the default seed first
+
+    @property
+    def title(self) -> str:
+        """The architecture's display name."""
+        return model_spec(self.arch).title
+
+    @property
+    def default(self) -> dict:
+        """The record of the default seed."""
+        return self.records[0]
+
+
+@dataclass
+class Selection:
+    """The runs compared on one dataset: one profile, one Run per architecture that has a default record there."""
+
+    dataset: str
+    profile: str | None
+    runs: dict[str, Run] = field(default_factory=dict)  # registry order
+    counts: dict[str, int] = field(default_factory=dict)  # per profile considered, the architectures with a default record
+
+    @property
+    def title(self) -> str:
+        """The dataset as its records name it ('CIFAR-10 (JPEG q75 copy)'), else its registry title."""
+        if self.runs:
+            return next(iter(self.runs.values())).default["data"].get("title") or dataset_info(self.dataset).title
+        return dataset_info(self.dataset).title
+
+    @property
+    def missing(self) -> list[str]:
+        """Registered architectures without a default record in the chosen profile."""
+        return [model_spec(a).title for a in REGISTRY if a not in self.runs]
+
+    def note(self) -> str:
+        """Which profile is compared and why, and which architectures lack a record there."""
+        if self.profile is None:
+            return f"**{self.title}**: no training record in any profile up to this notebook's; nothing to compare."
+        counted = ", ".join(f"`{p}` {n}" for p, n in self.counts.items())
+        why = ("every registered architecture has a record there" if not self.missing else
+               "no profile has a record of every architecture, so the highest with the most is used")
+        seeds = sum(len(r.records) - 1 for r in self.runs.values())
+        extra = f" {seeds} record(s) of further seeds are grouped with their architecture." if seeds else ""
+        lacking = f" No record here for: {', '.join(self.missing)}." if self.missing else ""
+        sizes = sorted({r.default["data"].get("sizes", {}).get("test") for r in self.runs.values()} - {None})
+        mixed = (f" The records' test sets differ in size ({', '.join(f'{n:,}' for n in sizes)} images): they were written under different "
+                 "versions of the profile's sizes, and pairs on different test images are not tested." if len(sizes) > 1 else "")
+        return (f"**{self.title}**: profile `{self.profile}` ({why}; architectures with a default record per profile: {counted}); "
+                f"{len(self.runs)} of {len(REGISTRY)} architectures.{lacking}{extra}{mixed}")
+
+
+def select(records: list[dict], dataset: str, profile: str) -> Selection:
+    """The comparison on a dataset: among profiles up to `profile`, the highest where every architecture has a default record, else the highest with the most."""
+    key = dataset_info(dataset).key
+    groups: dict[str, dict[str, list[dict]]] = {}
+    for record in records:
+        seed = seed_of(record) if record["config"].get("dataset") == key and record["config"].get("arch") in REGISTRY else None
+        if seed is not None and PROFILES[record["profile"]].rank <= PROFILES[profile].rank:
+            groups.setdefault(record["profile"], {}).setdefault(record["config"]["arch"], []).append(record)
+    counts = {p: sum(any(r["seed"] == 0 for r in rs) for rs in groups[p].values())
+              for p in sorted(groups, key=lambda p: -PROFILES[p].rank)}
+    if not counts or max(counts.values()) == 0:
+        return Selection(key, None, counts=counts)
+    chosen = max(counts, key=lambda p: (counts[p], PROFILES[p].rank))  # full coverage is the most; ties go to the higher profile
+    runs = {}
+    for arch in REGISTRY:
+        seeds = sorted(groups[chosen].get(arch, []), key=lambda r: r["seed"])
+        if seeds and seeds[0]["seed"] == 0:
+            runs[arch] = Run(arch, seeds)
+    return Selection(key, chosen, runs, counts)
+
+
+def _correct(record: dict) -> np.ndarray | None:
+    """Per test image, whether the run got it right; None for a record without predictions."""
+    if "predictions" not in record:
+        return None
+    p = test_predictions(record)
+    return p["y_pred"] == p["y_true"]
+
+
+def summary(selection: Selection, resamples: int = 2000) -> pd.DataFrame:
+    """One row per architecture, numbers only: accuracy over seeds with its bootstrap interval, F1, costs, speed, device, precision."""
+    largest = [max(map(int, r.default["metrics"]["latency_ms"])) for r in selection.runs.values() if r.default["metrics"].get("latency_ms")]
+    top = Counter(largest).most_common(1)[0][0] if largest else LATENCY_LOW  # the profile's larger latency batch, as most records have it
+    rows = []
+    for run in selection.runs.values():
+        m = run.default["metrics"]
+        accs = [r["metrics"]["test_acc"] for r in run.records]
+        mean, std = stats.mean_std(accs)
+        correct = [c for c in map(_correct, run.records) if c is not None]
+        same = [c for c in correct if len(correct) and len(c) == len(correct[0])]
+        low, high = stats.bootstrap_accuracy(np.stack(same), resamples) if same else (np.nan, np.nan)
+        latency = {int(b): v for b, v in m.get("latency_ms", {}).items()}
+        rows.append({
+            "model": run.title, "arch": run.arch, "family": REGISTRY[run.arch].family, "seeds": len(run.records),
+            "acc": mean, "acc_std": std, "ci_low": low, "ci_high": high,
+            "macro_f1": float(np.mean([r["metrics"]["macro_f1"] for r in run.records])),
+            "params": m["params"], "size_mb": m["size_mb"], "flops": m["flops"], "train_time_s": m["train_time_s"],
+            "images_per_s": m["images_per_s"], "latency_1": latency.get(LATENCY_LOW, np.nan), "latency_top": latency.get(top, np.nan),
+            "latency_top_batch": top, "device": device_label(run.default["device"]), "precision": m.get("amp", "?"),
+            "epochs": run.default["config"].get("epochs"), "train_images": run.default["data"].get("sizes", {}).get("train"),
+            "test_images": run.default["data"].get("sizes", {}).get("test"),
+        })
+    columns = ["model", "arch", "family", "seeds", "acc", "acc_std", "ci_low", "ci_high", "macro_f1", "params", "size_mb", "flops",
+               "train_time_s", "images_per_s", "latency_1", "latency_top", "latency_top_batch", "device", "precision", "epochs",
+               "train_images", "test_images"]
+    return pd.DataFrame(rows, columns=columns).sort_values("acc", ascending=False).set_index("model")
+
+
+def _pct(value: float, digits: int = 2) -> str:
+    """A fraction as a percentage, or '—' when unknown."""
+    return "—" if value is None or np.isnan(value) else f"{100 * value:.{digits}f}"
+
+
+def leaderboard(table: pd.DataFrame) -> pd.DataFrame:
+    """The summary as the compact display table: accuracy (mean ± std over seeds) with its 95% bootstrap interval, costs, speed."""
+    top = int(table["latency_top_batch"].iloc[0]) if len(table) else LATENCY_LOW
+
+    def accuracy(row: pd.Series) -> str:
+        """'91.20' or '91.20 ± 0.30 (3 seeds)'."""
+        return _pct(row["acc"]) + (f" ± {100 * row['acc_std']:.2f} ({row['seeds']} seeds)" if row["seeds"] > 1 else "")
+
+    return pd.DataFrame({
+        "test acc (%)": table.apply(accuracy, axis=1),
+        "95% bootstrap CI (%)": [f"{_pct(lo)}–{_pct(hi)}" if not np.isnan(lo) else "—" for lo, hi in zip(table["ci_low"], table["ci_high"])],
+        "macro F1 (%)": table["macro_f1"].map(_pct),
+        "params": table["params"].map("{:,}".format),
+        "MB": table["size_mb"].map("{:.1f}".format),
+        "MFLOPs": (table["flops"] / 1e6).map("{:,.1f}".format),
+        "train time (s)": table["train_time_s"].map("{:,.1f}".format),
+        "images/s": table["images_per_s"].map("{:,.0f}".format),
+        "latency @1 (ms)": table["latency_1"].map(lambda v: "—" if np.isnan(v) else f"{v:.2f}"),
+        f"latency @{top} (ms)": table["latency_top"].map(lambda v: "—" if np.isnan(v) else f"{v:,.1f}"),
+        "device": table["device"], "precision": table["precision"],
+    }, index=table.index)
+
+
+def _span(values: list[int]) -> str:
+    """'4' for one value, '500 to 20,000' for several."""
+    return f"{values[0]:,}" if len(set(values)) == 1 else f"{min(values):,} to {max(values):,}"
+
+
+def _ordinal(rank: float) -> str:
+    """1st, 2nd, 3rd, 4th, … 11th, 12th, 13th, 21st (a tied rank such as 2.5 is rounded)."""
+    n = int(round(rank))
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+COSTS = {"params": "parameters", "flops": "FLOPs per image", "latency_1": "latency at batch 1 (ms)", "train_time_s": "training time (s)"}
+
+
+def pareto_front(cost: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
+    """True where no other point is at least as cheap and at least as accurate, and strictly better in one (NaN costs are never on it)."""
+    cost, accuracy = np.asarray(cost, dtype=float), np.asarray(accuracy, dtype=float)
+    on = ~np.isnan(cost) & ~np.isnan(accuracy)
+    for i in np.flatnonzero(on):
+        others = on & (cost <= cost[i]) & (accuracy >= accuracy[i]) & ((cost < cost[i]) | (accuracy > accuracy[i]))
+        on[i] = not others.any()
+    return on
+
+
+def front_names(table: pd.DataFrame, cost: str) -> list[str]:
+    """The models on the accuracy–cost Pareto front, cheapest first."""
+    front = table[pareto_front(table[cost].to_numpy(), table["acc"].to_numpy())]
+    return list(front.sort_values(cost).index)
+
+
+def cost_text(table: pd.DataFrame) -> str:
+    """The Pareto fronts per cost, and how well FLOPs predict the measured latency here (rank correlation, biggest disagreement)."""
+    if table.empty:
+        return "No runs to compare."
+    lines = [f"On {label}, the Pareto front (no model both cheaper and more accurate) is: {', '.join(front_names(table, cost)) or '—'}."
+             for cost, label in COSTS.items()]
+    timed = table.dropna(subset=["flops", "latency_1"])
+    if len(timed) >= 3:
+        rho = scipy_stats.spearmanr(timed["flops"], timed["latency_1"]).statistic
+        shift = timed["latency_1"].rank() - timed["flops"].rank()
+        worst = shift.idxmax()
+        lines.append(
+            f"FLOPs and single-image latency have a Spearman rank correlation of {rho:.2f} over {len(timed)} models; the largest "
+            f"disagreement is {worst}, {_ordinal(timed['flops'].rank()[worst])} cheapest in FLOPs but "
+            f"{_ordinal(timed['latency_1'].rank()[worst])} in latency ({timed.loc[worst, 'flops'] / 1e6:,.1f} MFLOPs, {timed.loc[worst, 'latency_1']:.2f} ms), which is why FLOPs alone "
+            "mispredict CPU latency across families (Canziani et al. 2016; Bianco et al. 2018).")
+    return "\n\n".join(lines)
+
+
+def training_curves(selection: Selection) -> pd.DataFrame:
+    """The default runs' validation points within training: model, images seen, training time, validation accuracy."""
+    frames = [pd.DataFrame(run.default["curve"]).assign(model=run.title) for run in selection.runs.values() if run.default.get("curve")]
+    columns = ["model", "images_seen", "train_time_s", "val_acc"]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Significance
+
+
+def significance(selection: Selection, alpha: float = ALPHA) -> pd.DataFrame:
+    """McNemar's test for every pair of default runs with predictions on the same test images, Holm-corrected over the pairs."""
+    predictions = {run.title: test_predictions(run.default) for run in selection.runs.values() if "predictions" in run.default}
+    rows = []
+    for a, b in itertools.combinations(predictions, 2):
+        pa, pb = predictions[a], predictions[b]
+        if len(pa["y_true"]) != len(pb["y_true"]) or not np.array_equal(pa["y_true"], pb["y_true"]):
+            continue  # different test images (a record from before a change of the profile's sizes): not comparable
+        ca, cb = pa["y_pred"] == pa["y_true"], pb["y_pred"] == pb["y_true"]
+        test = stats.mcnemar(ca, cb)
+        rows.append({"a": a, "b": b, "acc_a": float(ca.mean()), "acc_b": float(cb.mean()), "only_a": test.only_a, "only_b": test.only_b,
+                     "test": test.test, "p": test.p_value, "images": len(ca)})
+    table = pd.DataFrame(rows, columns=["a", "b", "acc_a", "acc_b", "only_a", "only_b", "test", "p", "images"])
+    table["p_holm"] = stats.holm(table["p"].to_numpy())
+    table["significant"] = table["p_holm"] < alpha
+    table["better"] = [(a if oa > ob else b) if sig else None
+                       for a, b, oa, ob, sig in zip(table["a"], table["b"], table["only_a"], table["only_b"], table["significant"])]
+    return table
+
+
+def pvalue_matrix(pairs: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    """Holm-corrected p-values as a symmetric models × models table (NaN where a pair was not tested), in the given order."""
+    matrix = pd.DataFrame(np.nan, index=order, columns=order)
+    for row in pairs.itertuples():
+        matrix.loc[row.a, row.b] = matrix.loc[row.b, row.a] = row.p_holm
+    return matrix
+
+
+def _pair(pairs: pd.DataFrame, x: str, y: str) -> pd.Series | None:
+    """The test of x against y, in either order, or None."""
+    hit = pairs[((pairs["a"] == x) & (pairs["b"] == y)) | ((pairs["a"] == y) & (pairs["b"] == x))]
+    return hit.iloc[0] if len(hit) else None
+
+
+def verdict(pairs: pd.DataFrame, x: str, y: str, alpha: float = ALPHA) -> str:
+    """One sentence on x against y from the corrected test alone: '**A** beats **B**' only where it is significant."""
+    row = _pair(pairs, x, y)
+    if row is None:
+        return f"{x} and {y} were not tested against each other (no per-image predictions on the same test images)."
+    a, b, acc_a, acc_b, only_a, only_b = row["a"], row["b"], row["acc_a"], row["acc_b"], row["only_a"], row["only_b"]
+    if row["better"] == b:
+        a, b, acc_a, acc_b, only_a, only_b = b, a, acc_b, acc_a, only_b, only_a
+    detail = (f"{100 * acc_a:.2f}% against {100 * acc_b:.2f}%; {only_a:,} image{'' if only_a == 1 else 's'} right only for {a} and {only_b:,} only for {b}, "
+              f"McNemar {row['test']}, Holm-corrected p = {row['p_holm']:.2g}")
+    if row["significant"]:
+        return f"**{a}** beats **{b}** on this test set ({detail} < {alpha:g})."
+    return f"{a} and {b} are indistinguishable on this test set ({detail} ≥ {alpha:g})."
+
+
+def verdicts(pairs: pd.DataFrame, alpha: float = ALPHA) -> list[str]:
+    """A sentence per tested pair: the significant ones ('beats') first, by corrected p-value."""
+    ordered = pairs.sort_values(["significant", "p_holm"], ascending=[False, True])
+    return [verdict(pairs, row.a, row.b, alpha) for row in ordered.itertuples()]
+
+
+def neighbour_verdicts(table: pd.DataFrame, pairs: pd.DataFrame, alpha: float = ALPHA) -> list[str]:
+    """A sentence per pair of neighbours in the accuracy ranking: does each model differ from the next one down?"""
+    ranking = list(table.sort_values("acc", ascending=False).index)
+    return [verdict(pairs, a, b, alpha) for a, b in zip(ranking, ranking[1:])]
+
+
+def significance_text(selection: Selection, pairs: pd.DataFrame, alpha: float = ALPHA) -> str:
+    """How many pairs were tested, on how many images, and how many differ after Holm's correction."""
+    if pairs.empty:
+        return (f"{selection.title}: no two models have per-image test predictions on the same images in profile `{selection.profile}` "
+                "(records written before predictions were kept, or after a change of the test size), so no pair is tested.")
+    exact = int((pairs["test"] == "exact binomial").sum())
+    return (f"{selection.title}: {len(pairs)} pairs tested on {int(pairs['images'].iloc[0]):,} test images ({exact} with the exact binomial "
+            f"test, fewer than {stats.EXACT_BELOW} discordant images); {int(pairs['significant'].sum())} differ at a family-wise "
+            f"{alpha:g} after Holm's correction, the other {int((~pairs['significant']).sum())} are indistinguishable on this test set.")
+
+
+CLAIM = re.compile(r"\*\*(?P<winner>[^*]+)\*\* beats \*\*(?P<loser>[^*]+)\*\*")
+
+
+def unsupported_claims(text: str, pairs: pd.DataFrame) -> list[str]:
+    """The 'A beats B' claims of a text that no significant corrected test in `pairs` backs (with that winner), and any unparsed 'beats'."""
+    bad = []
+    for match in CLAIM.finditer(text):
+        row = _pair(pairs, match["winner"], match["loser"])
+        if row is None or not row["significant"] or row["better"] != match["winner"]:
+            bad.append(match.group())
+    if text.count(" beats ") != len(CLAIM.findall(text)):  # a claim in another form cannot be checked: refuse it
+        bad.append("a 'beats' that is not of the form **A** beats **B**")
+    return bad
+
+
+def checked(text: str, pairs: pd.DataFrame) -> str:
+    """The text, after making sure every 'beats' in it has a significant corrected test behind it."""
+    bad = unsupported_claims(text, pairs)
+    if bad:
+        raise AssertionError(f"claims without a significant corrected test: {bad}")
+    return text
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Seeds, calibration, classes
+
+
+def seed_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Per model in ranking order: seeds, mean and spread of accuracy (pp), and the gap to the next-ranked model (pp)."""
+    ranked = table.sort_values("acc", ascending=False)
+    gaps = (ranked["acc"] - ranked["acc"].shift(-1)) * 100
+    return pd.DataFrame({"seeds": ranked["seeds"], "mean acc (%)": (ranked["acc"] * 100).round(2),
+                         "std across seeds (pp)": (ranked["acc_std"] * 100).round(2), "gap to next (pp)": gaps.round(2)})
+
+
+def seed_text(table: pd.DataFrame) -> str:
+    """How the spread across seeds compares with the gaps between neighbouring models (Bouthillier et al. 2021)."""
+    seeds = seed_table(table)
+    spread = seeds.dropna(subset=["std across seeds (pp)"])
+    if spread.empty:
+        return ("No architecture has more than one seed in this profile: the gaps below are single runs, and seed-to-seed variation, which "
+                "Bouthillier et al. (2021) show can be as large as the differences being claimed, is not measured here (the runner's "
+                "`--seeds` adds it).")
+    widest = spread["std across seeds (pp)"].idxmax()
+    std = spread.loc[widest, "std across seeds (pp)"]
+    gaps = seeds["gap to next (pp)"].dropna()
+    smaller = int((gaps < std).sum())
+    return (f"{len(spread)} architecture(s) have {spread['seeds'].min()}–{spread['seeds'].max()} seeds. The widest spread is "
+            f"{widest}'s, a standard deviation of {std:.2f} pp; {smaller} of the {len(gaps)} gaps between neighbouring models in the "
+            "ranking are smaller than that, so those neighbours' order could change with the seed alone (Bouthillier et al. 2021).")
+
+
+def calibration(selection: Selection) -> tuple[pd.DataFrame, dict[str, dict[str, np.ndarray]]]:
+    """Per default run with predictions, the ECE (15 bins) and mean confidence, and its reliability-diagram data."""
+    rows, diagrams = [], {}
+    for run in selection.runs.values():
+        if "predictions" not in run.default:
+            continue
+        p = test_predictions(run.default)
+        correct, confidence = p["y_pred"] == p["y_true"], p["confidence"].astype(float)
+        diagrams[run.title] = stats.reliability(confidence, correct)
+        rows.append({"model": run.title, "ECE (%)": 100 * stats.expected_calibration_error(confidence, correct),
+                     "mean confidence (%)": 100 * confidence.mean(), "accuracy (%)": 100 * correct.mean()})
+    table = pd.DataFrame(rows, columns=["model", "ECE (%)", "mean confidence (%)", "accuracy (%)"]).set_index("model")
+    return table.sort_values("ECE (%)").round(2), diagrams
+
+
+def per_class_f1(selection: Selection) -> pd.DataFrame:
+    """Per-class F1 (%) of every default run, models × classes, from its test confusion matrix."""
+    classes = list(dataset_info(selection.dataset).classes)
+    rows = {}
+    for run in selection.runs.values():
+        cm = np.asarray(run.default["metrics"]["confusion"], dtype=float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            f1 = np.nan_to_num(2 * np.diag(cm) / (cm.sum(0) + cm.sum(1)))
+        rows[run.title] = 100 * f1
+    return pd.DataFrame.from_dict(rows, orient="index", columns=classes)
+
+
+def shared_confusions(selection: Selection, k: int = 3) -> pd.DataFrame:
+    """The k (true → predicted) confusions the models share most: by the least share of the true class any model sends there, then the mean share."""
+    classes = dataset_info(selection.dataset).classes
+    rates = []
+    for run in selection.runs.values():
+        cm = np.asarray(run.default["metrics"]["confusion"], dtype=float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rates.append(np.nan_to_num(cm / cm.sum(1, keepdims=True)))
+    columns = ["true class", "predicted", "least share (%)", "mean share (%)"]
+    if not rates:
+        return pd.DataFrame(columns=columns)
+    stack = np.stack(rates)
+    least, mean = stack.min(0), stack.mean(0)
+    off = [(i, j) for i in range(len(classes)) for j in range(len(classes)) if i != j and mean[i, j] > 0]
+    top = sorted(off, key=lambda ij: (-least[ij], -mean[ij]))[:k]
+    return pd.DataFrame([{"true class": classes[i], "predicted": classes[j], "least share (%)": round(100 * least[i, j], 1),
+                          "mean share (%)": round(100 * mean[i, j], 1)} for i, j in top], columns=columns)
+
+
+def confusion_text(selection: Selection, shared: pd.DataFrame) -> str:
+    """Which confusions every model makes (a share above zero for all), else the most common ones on average, from shared_confusions."""
+    every = shared[shared["least share (%)"] > 0]
+    if len(every):
+        listed = "; ".join(f"{r['true class']} → {r['predicted']} (at least {r['least share (%)']:.1f}% of the {r['true class']} images "
+                           f"for every model, {r['mean share (%)']:.1f}% on average)" for _, r in every.iterrows())
+        return f"Every one of the {len(selection.runs)} models on {selection.title} makes these confusions: {listed}."
+    if shared.empty:
+        return f"No model on {selection.title} confuses any class."
+    listed = "; ".join(f"{r['true class']} → {r['predicted']} ({r['mean share (%)']:.1f}% on average)" for _, r in shared.iterrows())
+    return (f"No confusion is made by all {len(selection.runs)} models on {selection.title} (some predict few classes at all); "
+            f"the most common on average: {listed}.")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The seeds' numbers (literature, not this report's results)
+
+# What the seed projects reported: values from their write-ups, quoted, not produced here. They trained on the original
+# (lossless) datasets, often from ImageNet weights, with their own schedules; this report trains from scratch, on the JPEG
+# copy of CIFAR-10, at the stated profile's budget. A row compares settings as much as architectures.
+LITERATURE = (
+    {"arch": "vgg16", "dataset": "mnist", "acc": 0.9893, "source": "seed 001",
+     "setting": "as reported by the seed (its own schedule; ImageNet weights where it used them)", "data": "MNIST (original files)"},
+    {"arch": "resnet50", "dataset": "cifar10", "acc": 0.7358, "source": "seed 001",
+     "setting": "as reported by the seed (its own schedule; ImageNet weights where it used them)", "data": "CIFAR-10 (original, lossless)"},
+    {"arch": "mobilenet_v2", "dataset": "cifar10", "acc": 0.7230, "source": "seed 001",
+     "setting": "as reported by the seed (its own schedule; ImageNet weights where it used them)", "data": "CIFAR-10 (original, lossless)"},
+    {"arch": "weightedsumnet", "dataset": "cifar10", "acc": 0.8733, "source": "seed 002",
+     "setting": "the seed's custom network, as reported by it", "data": "CIFAR-10 (original, lossless)"},
+    {"arch": "minigooglenet", "dataset": "cifar10", "acc": 0.9004, "source": "seed 003",
+     "setting": "as reported by the seed (its own schedule)", "data": "CIFAR-10 (original, lossless)"},
+    {"arch": "lenet5", "dataset": "mnist", "acc": 0.9936, "source": "seed 003",
+     "setting": "as reported by the seed (first of its two LeNet figures)", "data": "MNIST (original files)"},
+    {"arch": "lenet5", "dataset": "mnist", "acc": 0.994, "source": "seed 003",
+     "setting": "as reported by the seed (second of its two LeNet figures)", "data": "MNIST (original files)"},
+)
+
+
+def literature_table(summaries: dict[str, pd.DataFrame], selections: dict[str, Selection]) -> pd.DataFrame:
+    """The seeds' reported accuracies, each labelled with source, setting and data, beside this report's number for the same pair."""
+    rows = []
+    for ref in LITERATURE:
+        selection, table = selections.get(ref["dataset"]), summaries.get(ref["dataset"])
+        title = model_spec(ref["arch"]).title
+        ours = table.loc[title] if table is not None and title in table.index else None
+        ours_setting = (f"profile `{selection.profile}`: {ours['epochs']} epoch(s), {ours['train_images']:,} training images, from scratch"
+                        if ours is not None else "no record in the compared profile")
+        rows.append({"model": title, "dataset": dataset_info(ref["dataset"]).title, "reported (%)": f"{100 * ref['acc']:.2f}",
+                     "source": ref["source"], "their setting": ref["setting"], "their data": ref["data"],
+                     "ours (%)": _pct(ours["acc"]) if ours is not None else "—", "our setting": ours_setting,
+                     "our data": selection.title if ours is not None else "—"})
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Critical analysis
+
+
+def _ratio(table: pd.DataFrame, x: str, y: str, column: str) -> str:
+    """'2.1×': y's value of a cost over x's."""
+    return f"{table.loc[y, column] / table.loc[x, column]:.1f}×"
+
+
+def _step(table: pd.DataFrame, pairs: pd.DataFrame, x: str, y: str, alpha: float) -> str:
+    """From x to y: the cost multipliers, then the corrected test's verdict."""
+    return (f"From {x} to {y}, parameters change {_ratio(table, x, y, 'params')}, FLOPs {_ratio(table, x, y, 'flops')} "
+            f"and training time {_ratio(table, x, y, 'train_time_s')}. " + verdict(pairs, x, y, alpha))
+
+
+def _depthwise(table: pd.DataFrame, pairs: pd.DataFrame, resnet: str, mobile: str, alpha: float) -> str:
+    """MobileNetV2 against ResNet18: shares of FLOPs, parameters, latency and throughput, then the verdict."""
+    r, m = table.loc[resnet], table.loc[mobile]
+    flops = m["flops"] / r["flops"]
+    text = f"{mobile} needs {flops:.0%} of {resnet}'s FLOPs and {m['params'] / r['params']:.0%} of its parameters"
+    latency = m["latency_1"] / r["latency_1"]
+    if not np.isnan(latency):
+        text += (f", and takes {latency:.0%} of its single-image latency on {r['device']}: " +
+                 ("depthwise layers do little arithmetic per byte moved, so the FLOPs saved are not all time saved" if latency > flops else
+                  "here the FLOPs saved do show up as time saved"))
+    text += f"; it trains at {m['images_per_s'] / r['images_per_s']:.0%} of {resnet}'s images/s. "
+    return text + verdict(pairs, resnet, mobile, alpha)
+
+
+NOT_RECIPE = {"arch", "dataset", "profile", "device", "compile", "variant", "seed", "epochs", "batch_size", "lr", "train_size", "val_size",
+              "test_size", "patience"}  # what the profile or the run decides, not the training recipe
+
+
+def recipe_text(selection: Selection) -> str:
+    """Whether the compared runs share one training recipe (and which), or in which fields their recipes differ, from their configs."""
+    configs = [run.default["config"] for run in selection.runs.values()]
+    keys = sorted({k for c in configs for k in c} - NOT_RECIPE)
+    varying = [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
+    shared = ", ".join(f"{k.replace('_', ' ')} {configs[0].get(k)}" for k in keys if k not in varying)
+    lr = sorted({(c.get("lr"), c.get("batch_size")) for c in configs}, key=repr)
+    rates = "; ".join(f"peak learning rate {r:g} at batch {b}" for r, b in lr)
+    if not varying:
+        return f"every architecture here ran one recipe ({shared}; {rates}, scaled from the batch), tuned for none of them."
+    return (f"the runs share {shared} ({rates}); their recipes differ per architecture in {', '.join(v.replace('_', ' ') for v in varying)} "
+            "(the registry's per-architecture settings), and none was searched for.")
+
+
+def critical_analysis(selection: Selection, table: pd.DataFrame, pairs: pd.DataFrame, alpha: float = ALPHA) -> str:
+    """The critical analysis of one dataset, every number formatted from its records and tests; 'beats' only where a test says so."""
+    if table.empty:
+        return f"No runs of {selection.title} to analyse."
+    have = set(table.index)
+    t = {a: model_spec(a).title for a in REGISTRY}
+    parts = []
+    depth = [_step(table, pairs, t[x], t[y], alpha) for x, y in (("vgg16", "vgg19"), ("resnet18", "resnet50"), ("resnet50", "resnet101"))
+             if {t[x], t[y]} <= have]
+    if depth:
+        parts.append("**What depth bought.** " + " ".join(depth))
+    if {t["vgg16"], t["resnet18"]} <= have:
+        parts.append("**Residual connections** (a plain stack against a residual one). " + _step(table, pairs, t["vgg16"], t["resnet18"], alpha))
+    inception = [_step(table, pairs, t["vgg16"], t[x], alpha) for x in ("googlenet", "minigooglenet")
+                 if {t["vgg16"], t[x]} <= have]
+    if inception:
+        parts.append("**Inception modules.** " + " ".join(inception))
+    if {t["resnet18"], t["mobilenet_v2"]} <= have:
+        parts.append("**Depthwise convolutions.** " + _depthwise(table, pairs, t["resnet18"], t["mobilenet_v2"], alpha))
+    ranking = list(table.sort_values("acc", ascending=False).index)
+    epochs = sorted({int(e) for e in table["epochs"].dropna()})
+    images = sorted({int(n) for n in table["train_images"].dropna()})
+    budget = (f"{_span(epochs)} epoch(s) on {_span(images)} training images"
+              if epochs and images else "the profile's budget")
+    deep = [f"{name} ranks {_ordinal(ranking.index(name) + 1)}" for name in (t["resnet18"], t["resnet50"], t["resnet101"], t["vgg19"]) if name in ranking]
+    parts.append(
+        f"**What the budget changes.** In profile `{selection.profile}` ({budget}) the ranking by test accuracy is led by "
+        f"{', '.join(ranking[:3])}; of {len(ranking)}, {', '.join(deep) or 'no deep network was run'}. With full schedules the literature "
+        "ranks the deeper ResNets above ResNet18 and residual networks above VGG (He et al. 2016); a short budget favours networks that "
+        "learn fast per image seen, so a ranking at this budget is a statement about this budget, not about the architectures' ceilings.")
+    parts.append("**The seeds' future work.** Hyper-parameter optimisation: " + recipe_text(selection) + " A per-architecture search "
+                 "could reorder networks whose gaps are not significant. Additional datasets: the same code runs MNIST, Fashion-MNIST and "
+                 "CIFAR-10; how far a ranking carries from one to another is measured below.")
+    return checked("\n\n".join(parts), pairs)
+
+
+def transfer_text(summaries: dict[str, pd.DataFrame], selections: dict[str, Selection]) -> str:
+    """Kendall's tau between the accuracy rankings of every two datasets, over the architectures both compared."""
+    lines = []
+    for a, b in itertools.combinations([d for d, t in summaries.items() if len(t) >= 3], 2):
+        common = summaries[a].index.intersection(summaries[b].index)
+        if len(common) < 3:
+            continue
+        tau = scipy_stats.kendalltau(summaries[a].loc[common, "acc"], summaries[b].loc[common, "acc"]).statistic
+        lines.append(f"{selections[a].title} (`{selections[a].profile}`) against {selections[b].title} (`{selections[b].profile}`): "
+                     f"Kendall's tau {tau:.2f} over {len(common)} architectures")
+    if not lines:
+        return "Too few architectures compared on two datasets to relate their rankings."
+    return "Rank agreement of test accuracy between datasets (1: the same order, 0: unrelated): " + "; ".join(lines) + "."
+
+
+def seed_accuracies(selection: Selection) -> pd.DataFrame:
+    """Test accuracy of every seed of every model: columns model, seed, acc."""
+    return pd.DataFrame([{"model": run.title, "seed": r["seed"], "acc": r["metrics"]["test_acc"]}
+                         for run in selection.runs.values() for r in run.records], columns=["model", "seed", "acc"])

@@ -1,0 +1,156 @@
+"""Common corruptions of uint8 image batches at three severities, and the accuracy of trained models under them."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+import torchvision.transforms.v2.functional as F
+
+from .checkpoint import Trained, load_trained
+from .data import load_raw
+from .errors import DnicError
+
+SEVERITIES = (1, 2, 3)
+NOISE_SEED = 0  # Gaussian noise is drawn from this seed, so every model sees the same noisy images
+# Test images per profile (a seeded subset, the same for every model). Each model is evaluated 16 times: on a 2-core CPU the
+# budget default still takes minutes over every architecture (a GPU, seconds); the notebook's corruption_images overrides it
+IMAGES = {"smoke": 32, "quick": 64, "budget": 200, "full": 2000}
+
+
+def _noise(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Additive Gaussian noise of standard deviation sigma (in units of the full pixel range), clipped, from a fixed seed."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(NOISE_SEED)
+        return F.gaussian_noise(images, sigma=sigma, clip=True)
+
+
+def _blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur of standard deviation sigma pixels, the kernel reaching 3 sigma."""
+    size = 2 * math.ceil(3 * sigma) + 1
+    return F.gaussian_blur(images, kernel_size=[size, size], sigma=[sigma, sigma])
+
+
+def _jpeg(images: torch.Tensor, quality: float) -> torch.Tensor:
+    """JPEG re-compression at a quality (torchvision's encoder; its notice that image coding moves to TorchCodec is silenced)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*TorchVision are deprecated")
+        return F.jpeg(images, quality=int(quality))
+
+
+@dataclass(frozen=True)
+class Corruption:
+    """One corruption: how it is applied to a uint8 batch and its parameter at severities 1, 2 and 3."""
+
+    name: str
+    apply: Callable[[torch.Tensor, float], torch.Tensor]
+    levels: tuple[float, float, float]
+    parameter: str  # what the level means, for the table
+
+
+# Severities in the spirit of Hendrycks & Dietterich (2019, CIFAR-10-C), three steps from mild to strong.
+CORRUPTIONS: dict[str, Corruption] = {c.name: c for c in (
+    Corruption("gaussian noise", _noise, (0.04, 0.07, 0.10), "noise standard deviation (fraction of the pixel range)"),
+    Corruption("blur", _blur, (0.5, 1.0, 1.5), "Gaussian blur sigma (pixels)"),
+    Corruption("contrast", lambda x, v: F.adjust_contrast(x, contrast_factor=v), (0.6, 0.4, 0.2), "contrast factor"),
+    Corruption("brightness", lambda x, v: F.adjust_brightness(x, brightness_factor=v), (1.3, 1.6, 2.0), "brightness factor"),
+    Corruption("JPEG", _jpeg, (50, 25, 10), "JPEG quality"),
+)}
+
+
+def corrupt(images: torch.Tensor, name: str, severity: int) -> torch.Tensor:
+    """A uint8 batch (N, C, H, W) with one corruption applied at severity 1, 2 or 3; the same shape and dtype."""
+    if name not in CORRUPTIONS:
+        raise DnicError(f"Unknown corruption {name!r}.", f"use one of: {', '.join(CORRUPTIONS)}.")
+    if severity not in SEVERITIES:
+        raise DnicError(f"Severity must be 1, 2 or 3, got {severity!r}.", "pass severity 1 (mild), 2 or 3 (strong).")
+    if images.dtype != torch.uint8 or images.ndim != 4:
+        raise DnicError(f"Expected uint8 images shaped (N, C, H, W), got {images.dtype} {tuple(images.shape)}.",
+                        "pass a uint8 batch with channels first.")
+    corruption = CORRUPTIONS[name]
+    return corruption.apply(images, corruption.levels[severity - 1])
+
+
+def severity_table() -> pd.DataFrame:
+    """The parameter of each corruption at each severity."""
+    return pd.DataFrame([{"corruption": c.name, "parameter": c.parameter, **{f"severity {s}": c.levels[s - 1] for s in SEVERITIES}}
+                         for c in CORRUPTIONS.values()]).set_index("corruption")
+
+
+@torch.inference_mode()
+def accuracy(trained: Trained, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> float:
+    """Top-1 accuracy of a trained model on uint8 images, in batches."""
+    device = next(trained.model.parameters()).device
+    hits = 0
+    for start in range(0, len(images), batch_size):
+        x = trained.preprocess(images[start:start + batch_size]).to(device)
+        hits += int((trained.model(x).argmax(1).cpu() == labels[start:start + batch_size]).sum())
+    return hits / len(images)
+
+
+def evaluate(trained: Trained, images: torch.Tensor, labels: torch.Tensor) -> pd.DataFrame:
+    """Accuracy on the clean images and under every corruption and severity, with the drop relative to clean accuracy."""
+    clean = accuracy(trained, images, labels)
+    rows = [{"corruption": "none", "severity": 0, "accuracy": clean}]
+    for name in CORRUPTIONS:
+        for severity in SEVERITIES:
+            rows.append({"corruption": name, "severity": severity, "accuracy": accuracy(trained, corrupt(images, name, severity), labels)})
+    table = pd.DataFrame(rows)
+    table["relative drop"] = 1 - table["accuracy"] / clean if clean > 0 else float("nan")
+    return table
+
+
+def subset(images: torch.Tensor, labels: torch.Tensor, count: int | None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded random subset of `count` images (all if None or more than there are), the same for every model."""
+    if count is None or count >= len(images):
+        return images, labels
+    pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:count]
+    return images[pick], labels[pick]
+
+
+def load_models(runs: dict[str, str], profile: str, load: Callable[[str, str], Trained] = load_trained) -> tuple[dict[str, Trained], list[str]]:
+    """The trained models of the runs (title → run name) whose checkpoint is here, and one message per run skipped."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    models, skipped = {}, []
+    for title, run in runs.items():
+        try:
+            models[title] = load(run, profile)
+        except DnicError as err:
+            skipped.append(f"{title}: skipped, {err.problem}")
+            continue
+        models[title].model.to(device)
+    return models, skipped
+
+
+def robustness(models: dict[str, Trained], images: torch.Tensor, labels: torch.Tensor) -> pd.DataFrame:
+    """Per model, accuracy on the clean images and under every corruption and severity, with the relative drop."""
+    columns = ["model", "corruption", "severity", "accuracy", "relative drop"]
+    tables = [evaluate(trained, images, labels).assign(model=title) for title, trained in models.items()]
+    return pd.concat(tables, ignore_index=True)[columns] if tables else pd.DataFrame(columns=columns)
+
+
+def study(runs: dict[str, str], profile: str, dataset: str, count: int, data_dir: str | None = None) -> tuple[pd.DataFrame, list[str], str]:
+    """The robustness study: the models whose checkpoint is here, on a seeded subset of the test set; the results, the skips, a note."""
+    models, skipped = load_models(runs, profile)
+    if not models:
+        return robustness({}, torch.empty(0), torch.empty(0)), skipped, (
+            f"No checkpoint of profile `{profile}` is here for any of the {len(runs)} models (checkpoints are not in the repository, so a "
+            "fresh clone has none): the robustness study is skipped. Running the model notebooks first makes them.")
+    raw = load_raw(dataset, data_dir)
+    images, labels = subset(raw.test_x, raw.test_y, count)
+    note = (f"{len(models)} of {len(runs)} models, each from its checkpoint (profile `{profile}`), on the same {len(images):,} test images "
+            f"(a seeded random subset of {len(raw.test_y):,}) under {len(CORRUPTIONS)} corruptions at {len(SEVERITIES)} severities.")
+    return robustness(models, images, labels), skipped, note
+
+
+def drop_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Per model: clean accuracy (%), the mean relative drop (%) per corruption over its severities, and over all 15 conditions."""
+    corrupted = results[results["corruption"] != "none"]
+    table = corrupted.groupby(["model", "corruption"])["relative drop"].mean().unstack().reindex(columns=list(CORRUPTIONS)) * 100
+    table.insert(0, "clean accuracy (%)", results[results["corruption"] == "none"].set_index("model")["accuracy"] * 100)
+    table["mean relative drop (%)"] = corrupted.groupby("model")["relative drop"].mean() * 100
+    return table.sort_values("mean relative drop (%)").round(1)

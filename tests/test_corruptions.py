@@ -1,0 +1,116 @@
+"""Corruptions on tiny uint8 batches, the evaluation under them, and the skip path for missing checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dnic_utils import corruptions
+from dnic_utils.checkpoint import Trained, load_trained, save_trained
+from dnic_utils.errors import DnicError
+from dnic_utils.models import build_model
+from dnic_utils.settings import checkpoint_dir
+
+
+@pytest.fixture
+def images() -> torch.Tensor:
+    """Eight 3×32×32 uint8 images, mid-grey with texture so that no corruption saturates them at once."""
+    return torch.randint(64, 192, (8, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.mark.parametrize("name", list(corruptions.CORRUPTIONS))
+def test_each_corruption_keeps_shape_and_dtype_and_grows_with_severity(images: torch.Tensor, name: str) -> None:
+    changes = []
+    for severity in corruptions.SEVERITIES:
+        out = corruptions.corrupt(images, name, severity)
+        assert out.shape == images.shape and out.dtype == torch.uint8
+        changes.append((out.float() - images.float()).abs().mean().item())
+    assert 0 < changes[0] < changes[1] < changes[2], changes
+
+
+def test_corruptions_work_on_grey_images(images: torch.Tensor) -> None:
+    grey = images[:, :1]
+    for name in corruptions.CORRUPTIONS:
+        assert corruptions.corrupt(grey, name, 2).shape == grey.shape
+
+
+def test_noise_is_the_same_every_time_and_leaves_the_global_generator_alone(images: torch.Tensor) -> None:
+    torch.manual_seed(123)
+    expected_next = torch.rand(1)
+    torch.manual_seed(123)
+    first = corruptions.corrupt(images, "gaussian noise", 3)
+    assert torch.equal(first, corruptions.corrupt(images, "gaussian noise", 3))
+    assert torch.equal(torch.rand(1), expected_next)
+
+
+def test_bad_arguments_raise_a_dnic_error(images: torch.Tensor) -> None:
+    with pytest.raises(DnicError, match="Unknown corruption 'fog'"):
+        corruptions.corrupt(images, "fog", 1)
+    with pytest.raises(DnicError, match="Severity"):
+        corruptions.corrupt(images, "blur", 4)
+    with pytest.raises(DnicError, match="uint8"):
+        corruptions.corrupt(images.float(), "blur", 1)
+
+
+def test_the_severity_table_lists_three_levels_per_corruption() -> None:
+    table = corruptions.severity_table()
+    assert list(table.index) == list(corruptions.CORRUPTIONS)
+    assert list(table.columns) == ["parameter", "severity 1", "severity 2", "severity 3"]
+
+
+def tiny_trained() -> Trained:
+    """An untrained LeNet-5 for 3×32×32 images, wrapped as a self-describing trained model."""
+    torch.manual_seed(0)
+    meta = {"arch": "lenet5", "in_channels": 3, "image_size": 32, "mean": [0.5] * 3, "std": [0.25] * 3, "classes": [str(i) for i in range(10)]}
+    return Trained(build_model("lenet5", 10, 3, 32).eval(), meta)
+
+
+def test_evaluate_reports_every_condition_with_the_relative_drop(images: torch.Tensor) -> None:
+    trained = tiny_trained()
+    labels = trained.predict(images).argmax(1)  # the model's own clean predictions: clean accuracy is 1
+    table = corruptions.evaluate(trained, images, labels)
+    assert len(table) == 1 + len(corruptions.CORRUPTIONS) * len(corruptions.SEVERITIES)
+    clean = table[table["corruption"] == "none"].iloc[0]
+    assert clean["accuracy"] == 1.0 and clean["relative drop"] == 0.0
+    assert ((table["relative drop"] - (1 - table["accuracy"])).abs() < 1e-12).all()
+
+
+def test_robustness_skips_missing_checkpoints_with_a_message(images: torch.Tensor, project_dir) -> None:
+    trained = tiny_trained()
+    labels = trained.predict(images).argmax(1)
+
+    def load(run: str, profile: str) -> Trained:
+        return trained if run == "cifar10-lenet5" else load_trained(run, profile)  # the real loader: no checkpoint here
+
+    models, skipped = corruptions.load_models({"LeNet-5": "cifar10-lenet5", "VGG16": "cifar10-vgg16"}, "smoke", load)
+    assert list(models) == ["LeNet-5"]
+    assert len(skipped) == 1 and skipped[0].startswith("VGG16: skipped, No trained model of run 'cifar10-vgg16'")
+    results = corruptions.robustness(models, images, labels)
+    table = corruptions.drop_table(results)
+    assert list(table.index) == ["LeNet-5"] and table.loc["LeNet-5", "clean accuracy (%)"] == 100.0
+    assert list(table.columns) == ["clean accuracy (%)", *corruptions.CORRUPTIONS, "mean relative drop (%)"]
+
+
+def test_the_study_of_a_fresh_clone_says_so_and_skips(project_dir) -> None:
+    """No checkpoint at all: no data is loaded, nothing fails, every model is named as skipped."""
+    results, skipped, note = corruptions.study({"VGG16": "cifar10-vgg16", "ResNet18": "cifar10-resnet18"}, "smoke", "cifar10", 8,
+                                               data_dir="/nonexistent")
+    assert results.empty and len(skipped) == 2
+    assert "No checkpoint of profile `smoke` is here for any of the 2 models" in note and "skipped" in note
+
+
+def test_subset_is_seeded_and_never_larger_than_the_data(images: torch.Tensor) -> None:
+    labels = torch.arange(len(images))
+    x, y = corruptions.subset(images, labels, 3)
+    assert len(x) == 3 and torch.equal(corruptions.subset(images, labels, 3)[1], y)
+    assert torch.equal(x, images[y])
+    assert len(corruptions.subset(images, labels, 100)[0]) == len(images)
+    assert len(corruptions.subset(images, labels, None)[0]) == len(images)
+
+
+def test_the_study_evaluates_a_saved_checkpoint_on_a_subset_of_the_test_set(project_dir, fixture_data) -> None:
+    trained = tiny_trained()
+    save_trained(checkpoint_dir("smoke", "cifar10-lenet5") / "best.pt", trained.model.state_dict(), trained.meta)
+    results, skipped, note = corruptions.study({"LeNet-5": "cifar10-lenet5", "VGG16": "cifar10-vgg16"}, "smoke", "cifar10", 8, str(fixture_data))
+    assert set(results["model"]) == {"LeNet-5"} and len(results) == 16 and len(skipped) == 1
+    assert note.startswith("1 of 2 models") and "the same 8 test images" in note
