@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -14,6 +17,8 @@ import torchvision.transforms.v2.functional as F
 from .checkpoint import Trained, load_trained
 from .data import load_raw
 from .errors import DnicError
+from .records import make_record, read_record, write_record
+from .settings import checkpoint_dir
 
 SEVERITIES = (1, 2, 3)
 NOISE_SEED = 0  # Gaussian noise is drawn from this seed, so every model sees the same noisy images
@@ -133,6 +138,31 @@ def robustness(models: dict[str, Trained], images: torch.Tensor, labels: torch.T
     return pd.concat(tables, ignore_index=True)[columns] if tables else pd.DataFrame(columns=columns)
 
 
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cached_evaluate(run: str, trained: Trained, profile: str, images: torch.Tensor, labels: torch.Tensor, data: dict) -> pd.DataFrame:
+    """evaluate(), kept in the record results/<profile>/robustness-<run>.json and reused while the checkpoint, the images and the
+    corruptions are the same: the study costs minutes on a CPU once per checkpoint, then seconds."""
+    key = {"run": run, "checkpoint_sha256": file_sha256(checkpoint_dir(profile, run) / "best.pt"), "images": len(images), "subset_seed": 0,
+           "noise_seed": NOISE_SEED, "levels": {c.name: list(c.levels) for c in CORRUPTIONS.values()}}
+    cached = read_record(profile, f"robustness-{run}")
+    if cached and cached["config"] == key:
+        return pd.DataFrame(cached["metrics"]["rows"])
+    start = time.perf_counter()
+    table = evaluate(trained, images, labels)
+    device = str(next(trained.model.parameters()).device)
+    write_record(make_record("robustness", f"robustness-{run}", profile, key, {"rows": table.to_dict("records")}, device=device, data=data,
+                             seed=0, wall_time_s=time.perf_counter() - start))
+    return table
+
+
 def study(runs: dict[str, str], profile: str, dataset: str, count: int, data_dir: str | None = None) -> tuple[pd.DataFrame, list[str], str]:
     """The robustness study: the models whose checkpoint is here, on a seeded subset of the test set; the results, the skips, a note."""
     models, skipped = load_models(runs, profile)
@@ -142,9 +172,14 @@ def study(runs: dict[str, str], profile: str, dataset: str, count: int, data_dir
             "fresh clone has none): the robustness study is skipped. Running the model notebooks first makes them.")
     raw = load_raw(dataset, data_dir)
     images, labels = subset(raw.test_x, raw.test_y, count)
+    data = {"dataset": dataset, **raw.source}
+    columns = ["model", "corruption", "severity", "accuracy", "relative drop"]
+    results = pd.concat([cached_evaluate(runs[title], trained, profile, images, labels, data).assign(model=title)
+                         for title, trained in models.items()], ignore_index=True)[columns]
     note = (f"{len(models)} of {len(runs)} models, each from its checkpoint (profile `{profile}`), on the same {len(images):,} test images "
-            f"(a seeded random subset of {len(raw.test_y):,}) under {len(CORRUPTIONS)} corruptions at {len(SEVERITIES)} severities.")
-    return robustness(models, images, labels), skipped, note
+            f"(a seeded random subset of {len(raw.test_y):,}) under {len(CORRUPTIONS)} corruptions at {len(SEVERITIES)} severities. Each "
+            f"model's results are kept in results/{profile}/robustness-<run>.json and reused while its checkpoint is unchanged.")
+    return results, skipped, note
 
 
 def drop_table(results: pd.DataFrame) -> pd.DataFrame:

@@ -114,3 +114,23 @@ def test_the_study_evaluates_a_saved_checkpoint_on_a_subset_of_the_test_set(proj
     results, skipped, note = corruptions.study({"LeNet-5": "cifar10-lenet5", "VGG16": "cifar10-vgg16"}, "smoke", "cifar10", 8, str(fixture_data))
     assert set(results["model"]) == {"LeNet-5"} and len(results) == 16 and len(skipped) == 1
     assert note.startswith("1 of 2 models") and "the same 8 test images" in note
+
+
+def test_the_study_reuses_its_results_until_the_checkpoint_changes(project_dir, fixture_data, monkeypatch) -> None:
+    trained = tiny_trained()
+    path = checkpoint_dir("smoke", "cifar10-lenet5") / "best.pt"
+    save_trained(path, trained.model.state_dict(), trained.meta)
+    runs = {"LeNet-5": "cifar10-lenet5"}
+    first, _, _ = corruptions.study(runs, "smoke", "cifar10", 8, str(fixture_data))
+    calls = []
+    real = corruptions.evaluate
+    monkeypatch.setattr(corruptions, "evaluate", lambda *args: calls.append(1) or real(*args))
+    again, _, _ = corruptions.study(runs, "smoke", "cifar10", 8, str(fixture_data))
+    assert calls == [] and again.equals(first)  # read back from results/smoke/robustness-cifar10-lenet5.json
+    corruptions.study(runs, "smoke", "cifar10", 6, str(fixture_data))
+    assert calls == [1]  # other images: measured again
+    with torch.no_grad():
+        next(trained.model.parameters()).add_(1.0)
+    save_trained(path, trained.model.state_dict(), trained.meta)
+    corruptions.study(runs, "smoke", "cifar10", 6, str(fixture_data))
+    assert calls == [1, 1]  # another checkpoint: measured again
