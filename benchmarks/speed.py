@@ -13,8 +13,8 @@ In one run, on whatever device is present:
    of epoch), times it, evaluates the test set once at the end, says whether it reached the target (94%) and keeps the
    curve of validation accuracy against training time. --skip-accuracy skips it; --accuracy-train-size and
    --accuracy-eval-size check the code path on a subset.
-3. MFU: measures the device's dense matmul peak in the precision training uses (bf16 on a GPU and on a CPU with
-   native bf16, else fp32), then the training FLOP/s of ResNet18 on CIFAR-10 with the dnic pipeline in that precision
+3. MFU: measures the device's dense matmul peak and 3×3 conv forward peak in the precision training uses (bf16 on a GPU
+   and on a CPU with native bf16, else fp32), then the training FLOP/s of ResNet18 and FastNet on CIFAR-10 with the dnic pipeline in that precision
    (channels_last; 3 × the forward FLOPs of count_flops per image), and prints
    achieved TFLOP/s and its fraction of the measured peak.
 
@@ -51,7 +51,9 @@ from dnic_utils.train import evaluate, fit, make_optimizer, seed_everything
 
 RESULTS_MD = Path(__file__).with_name("RESULTS.md")
 ACCURACY_DATASET = "cifar10"
-MFU_ARCH = "resnet18"
+MFU_ARCH = "resnet18"  # the optimizer's configuration in images_per_s; the MFU section measures MFU_ARCHS
+MFU_ARCHS = ("resnet18", "fastnet")
+CONV_SHAPE = {"cuda": (256, 256, 16), "cpu": (32, 256, 16)}  # batch, channels, side of the 3×3 conv that measures the conv peak
 # Per device type, sizes that take seconds on one H100 and about two minutes on a 2-core CPU.
 DEFAULTS = {
     "cuda": {"batch_size": 512, "steps": 50, "mfu_batch_size": 512, "mfu_steps": 50, "peak_size": 8192},
@@ -240,21 +242,49 @@ def mfu_metrics(images_per_second: float, forward_flops: int, peak: float) -> di
             "peak_flops": peak, "achieved_flops": achieved, "mfu": achieved / peak}
 
 
+def conv_seconds(device: str, shape: tuple[int, int, int], repeats: int, dtype: torch.dtype) -> list[float]:
+    """Seconds per forward 3×3 convolution (padding 1, channels_last) of a (batch, channels, side) input in each timed repeat."""
+    batch, channels, side = shape
+    x = torch.randn(batch, channels, side, side, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(channels, channels, 3, 3, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    times = []
+    with torch.no_grad():
+        for _ in range(repeats + 1):
+            synchronize(device)
+            start = time.perf_counter()
+            F.conv2d(x, w, padding=1)
+            synchronize(device)
+            times.append(time.perf_counter() - start)
+    return times[1:]
+
+
+def conv_flops(shape: tuple[int, int, int]) -> int:
+    """FLOPs of that convolution (a multiply-add counts as two)."""
+    batch, channels, side = shape
+    return 2 * batch * channels * channels * 9 * side * side
+
+
 def mfu_section(args: argparse.Namespace, splits: Splits, device: str, amp: torch.dtype | None) -> dict:
-    """The measured matmul peak and ResNet18's achieved training FLOP/s as a fraction of it, both in training's precision."""
+    """The measured matmul and 3×3 conv peaks, and the training FLOP/s of ResNet18 and FastNet as fractions of each, in training's precision."""
     # An emulated precision has no meaningful peak: a CPU without native bf16 trains in fp32, so it is measured in fp32.
-    label = amp_label(amp)
-    print(f"\n3. MFU: {model_spec(MFU_ARCH).title} training on {dataset_title(splits.info, splits.source)} against the measured {label} matmul peak")
-    peak = peak_flops(args.peak_size, matmul_seconds(device, args.peak_size, args.peak_repeats, amp or torch.float32))
-    print(f"  {label} matmul peak ({args.peak_size}×{args.peak_size}, best of {args.peak_repeats}): {peak / 1e12:.3g} TFLOP/s")
-    model = fresh_model(MFU_ARCH, splits, device)
-    forward = count_flops(model, splits.info.channels, splits.info.size)
-    print(f"  FLOP floor: {forward / 1e9:.3g} GFLOP forward per image (count_flops), ≈ {3 * forward / 1e9:.3g} GFLOP per training image")
-    speed = images_per_s(model, cycle(dnic_loader(splits, args.mfu_batch_size, device)), args.mfu_steps, args.warmup, device, amp)
-    m = {"arch": MFU_ARCH, **mfu_metrics(speed, forward, peak)}
-    print(f"  {model_spec(MFU_ARCH).title} (dnic pipeline, {label}, channels_last, batch {args.mfu_batch_size}): {speed:,.0f} img/s "
-          f"= {m['achieved_flops'] / 1e12:.3g} TFLOP/s = {m['mfu']:.1%} MFU", flush=True)
-    return m
+    label, dtype = amp_label(amp), amp or torch.float32
+    shape = CONV_SHAPE["cuda" if is_cuda(device) else "cpu"]
+    print(f"\n3. MFU: training on {dataset_title(splits.info, splits.source)} against the measured {label} matmul and conv peaks")
+    peak = peak_flops(args.peak_size, matmul_seconds(device, args.peak_size, args.peak_repeats, dtype))
+    conv_peak = conv_flops(shape) / min(conv_seconds(device, shape, args.peak_repeats, dtype))
+    print(f"  {label} matmul peak ({args.peak_size}×{args.peak_size}, best of {args.peak_repeats}): {peak / 1e12:.3g} TFLOP/s; "
+          f"3×3 conv forward ({'×'.join(map(str, shape))}): {conv_peak / 1e12:.3g} TFLOP/s")
+    nets = {}
+    for arch in MFU_ARCHS:
+        model = fresh_model(arch, splits, device)
+        forward = count_flops(model, splits.info.channels, splits.info.size)
+        speed = images_per_s(model, cycle(dnic_loader(splits, args.mfu_batch_size, device)), args.mfu_steps, args.warmup, device, amp)
+        m = nets[arch] = mfu_metrics(speed, forward, peak)
+        m["mfu_conv"] = m["achieved_flops"] / conv_peak
+        print(f"  {model_spec(arch).title} (dnic pipeline, {label}, channels_last, batch {args.mfu_batch_size}): {forward / 1e9:.3g} GFLOP forward "
+              f"per image, {speed:,.0f} img/s = {m['achieved_flops'] / 1e12:.3g} TFLOP/s = {m['mfu']:.1%} of the matmul peak, "
+              f"{m['mfu_conv']:.1%} of the conv peak", flush=True)
+    return {"peak_flops": peak, "conv_peak_flops": conv_peak, "conv_shape": list(shape), "nets": nets}
 
 
 def arch_epochs(text: str) -> tuple[str, int]:
@@ -354,7 +384,7 @@ def benchmark(args: argparse.Namespace, device: str) -> Path:
                      "workers": args.workers, "amp": amp_label(amp)},
         "time_to_accuracy": {"dataset": ACCURACY_DATASET, "epochs": dict(args.accuracy_epochs), "batch_size": args.accuracy_batch_size, "lr": args.accuracy_lr,
                 "target": args.accuracy_target, "train_size": args.accuracy_train_size, "eval_size": args.accuracy_eval_size, "skipped": skip},
-        "mfu": {"dataset": ACCURACY_DATASET, "arch": MFU_ARCH, "batch_size": args.mfu_batch_size, "steps": args.mfu_steps, "warmup": args.warmup,
+        "mfu": {"dataset": ACCURACY_DATASET, "arch": list(MFU_ARCHS), "batch_size": args.mfu_batch_size, "steps": args.mfu_steps, "warmup": args.warmup,
                 "peak_size": args.peak_size, "peak_repeats": args.peak_repeats, "amp": amp_label(amp)},
     }
     data = {s.info.key: {"title": dataset_title(s.info, s.source), **s.source} for s in (splits, cifar)}
@@ -407,11 +437,14 @@ def accuracy_rows(r: dict) -> list[str]:
 
 
 def mfu_rows(r: dict) -> list[str]:
-    """The MFU row of a bench-speed record."""
+    """The MFU rows of a bench-speed record, one per net (records before the conv peak hold ResNet18 alone)."""
     c, m = r["config"]["mfu"], r["metrics"]["mfu"]
-    return [_row([*_provenance(r), r["profile"], c["amp"], f"{m['peak_flops'] / 1e12:.3g} ({c['peak_size']})", m["arch"], c["batch_size"],
-                  f"{m['forward_flops'] / 1e9:.3g}", f"{m['train_flops_per_image'] / 1e9:.3g}", f"{m['images_per_s']:,.0f}",
-                  f"{m['achieved_flops'] / 1e12:.3g}", f"**{m['mfu']:.1%}**", r["versions"]["torch"], r["versions"]["torchvision"]])]
+    nets = m.get("nets") or {m["arch"]: m}
+    conv = f"{m['conv_peak_flops'] / 1e12:.3g}" if "conv_peak_flops" in m else "—"
+    return [_row([*_provenance(r), r["profile"], c["amp"], f"{m['peak_flops'] / 1e12:.3g} ({c['peak_size']})", conv, arch, c["batch_size"],
+                  f"{n['forward_flops'] / 1e9:.3g}", f"{n['train_flops_per_image'] / 1e9:.3g}", f"{n['images_per_s']:,.0f}",
+                  f"{n['achieved_flops'] / 1e12:.3g}", f"**{n['mfu']:.1%}**", f"{n['mfu_conv']:.1%}" if "mfu_conv" in n else "—",
+                  r["versions"]["torch"], r["versions"]["torchvision"]]) for arch, n in nets.items()]
 
 
 def budget_rows(r: dict) -> list[str]:
@@ -454,9 +487,9 @@ def write_results_md(path: Path, records: list[dict]) -> None:
          _table(["date", "device", "profile", "dataset", "model", "epochs (run/planned)", "batch", "precision", "train images", "wall time (s)",
                  "test accuracy", "time to target", *versions],
                 [row for r in speed for row in accuracy_rows(r)], "No runs yet.")),
-        ("MFU: ResNet18 training FLOP/s (dnic pipeline) as a fraction of the measured matmul peak in the same precision",
-         _table(["date", "device", "profile", "precision", "peak TFLOP/s (matmul n)", "model", "batch", "forward GFLOP/image", "training GFLOP/image", "img/s",
-                 "achieved TFLOP/s", "MFU", *versions],
+        ("MFU: training FLOP/s (dnic pipeline) as a fraction of the measured matmul and 3×3 conv peaks in the same precision",
+         _table(["date", "device", "profile", "precision", "peak TFLOP/s (matmul n)", "conv peak TFLOP/s", "model", "batch", "forward GFLOP/image",
+                 "training GFLOP/image", "img/s", "achieved TFLOP/s", "MFU (matmul)", "MFU (conv)", *versions],
                 [row for r in speed for row in mfu_rows(r)], "No runs yet.")),
         ("Budget profile: training / evaluation images/s per architecture, and the notebooks' estimated hours (benchmarks/budget.py)",
          _table(["date", "device", "precision", "model", "MNIST", "Fashion-MNIST", "CIFAR-10"],

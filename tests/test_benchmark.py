@@ -51,9 +51,13 @@ def test_tiny_run_writes_one_record_and_regenerates_results(fixture_data: Path, 
     assert acc["tta"] == "multiview" and len(acc["curve"]) >= 2 and acc["curve"][-1]["images_seen"] == 64  # its recipe, and its curve
     assert acc["epochs_run"] == 1 and acc["train_images"] == 64 and acc["test_images"] == 20 and 0 <= acc["test_acc"] <= 1
     assert acc["time_to_target_s"] == (acc["wall_time_s"] if acc["test_acc"] >= 0.94 else None)
-    mfu = rec["metrics"]["mfu"]
-    assert mfu["arch"] == "resnet18" and mfu["train_flops_per_image"] == 3 * mfu["forward_flops"] > 0
-    assert mfu["mfu"] == pytest.approx(mfu["achieved_flops"] / mfu["peak_flops"])
+    peaks = rec["metrics"]["mfu"]
+    assert set(peaks["nets"]) == {"resnet18", "fastnet"} and peaks["peak_flops"] > 0 and peaks["conv_peak_flops"] > 0
+    for mfu in peaks["nets"].values():
+        assert mfu["train_flops_per_image"] == 3 * mfu["forward_flops"] > 0
+        assert mfu["mfu"] == pytest.approx(mfu["achieved_flops"] / peaks["peak_flops"])
+        assert mfu["mfu_conv"] == pytest.approx(mfu["achieved_flops"] / peaks["conv_peak_flops"])
+    mfu = peaks["nets"]["resnet18"]
 
     text = md.read_text()
     assert "do not edit by hand" in text and text.count("\n## ") == 5
