@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .data.datasets import dataset_info
+from .data.subsets import CLASS_SUBSETS
 from .devices import AMP_MODES, checked_device
 from .errors import DnicError
 from .models import model_spec
@@ -61,7 +62,7 @@ PROFILES: dict[str, Profile] = {
     )
 }
 OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("onecycle", "cosine")
+SCHEDULES = ("onecycle", "cosine", "constant")
 TTA_MODES = ("off", "flip", "multiview")  # multiview: the image and 1-pixel shifts of it, each also mirrored where flips keep the label
 MAX_LR = 10.0  # a learning rate at or above this diverges for every net here: a given or derived one must stay below
 
@@ -126,6 +127,13 @@ def one_of(options: tuple[str, ...]) -> Check:
     return check
 
 
+def word(name: str, value: Any) -> None:
+    """A name such as a run's: letters, digits, '_', '-' and '.'."""
+    if not isinstance(value, str) or not value or not all(ch.isalnum() or ch in "_-." for ch in value):
+        raise DnicError(f"Parameter `{name}` must be a name (letters, digits, '_', '-', '.'), got {value!r}.",
+                        f"set `{name}` to e.g. 'imagenet' or a run name such as 'cifar10-fastnet'.")
+
+
 def flag(name: str, value: Any) -> None:
     """True or False."""
     if not isinstance(value, bool):
@@ -143,14 +151,15 @@ def optional(check: Check) -> Check:
     return wrapped
 
 
-def param(default: Any, check: Check, label: str, *, recipe: bool = True, per_arch: bool = False) -> Any:
+def param(default: Any, check: Check, label: str, *, recipe: bool = True, per_arch: bool = False, quiet: bool = False) -> Any:
     """A run parameter: its default, its check and its label in the config line; recipe=False keeps it out of the run's name.
 
     per_arch=True: the field's value is None until resolved, then the architecture's registry recipe or else this default.
+    quiet=True: the config line names it only when it differs from the default (options of a few studies, e.g. transfer).
     """
     if per_arch:
-        return field(default=None, metadata={"check": optional(check), "label": label, "recipe": recipe, "default": default})
-    return field(default=default, metadata={"check": check, "label": label, "recipe": recipe})
+        return field(default=None, metadata={"check": optional(check), "label": label, "recipe": recipe, "default": default, "quiet": quiet})
+    return field(default=default, metadata={"check": check, "label": label, "recipe": recipe, "quiet": quiet})
 
 
 @dataclass(frozen=True)
@@ -180,6 +189,15 @@ class RunConfig:
     amp: str = param("auto", one_of(AMP_MODES), "mixed precision {}")
     seed: int = param(0, whole(0), "seed {}")
     tta: str = param("off", one_of(TTA_MODES), "test-time augmentation {}", per_arch=True)  # averages the test logits over views
+    # transfer learning (notebook 40): weights copied into the net's first stages, some of them frozen, and narrower data
+    source: str | None = param(None, optional(word), "weights copied from {}", quiet=True)  # 'imagenet' (the net's ImageNet weights) or a run of this profile
+    cut: int | None = param(None, optional(whole(0)), "first {} stage(s) copied", quiet=True)  # None with a source: every stage but the head
+    freeze: int = param(0, whole(0), "first {} stage(s) frozen", quiet=True)  # at most the stages copied
+    copied_lr: float = param(1.0, number(0, 1000, low_open=True), "copied stages' learning rate ×{:g}", quiet=True)
+    classes: str | None = param(None, optional(one_of(CLASS_SUBSETS)), "classes {}", quiet=True)  # one half of a class split, e.g. 'vehicles:A'
+    labels_per_class: int | None = param(None, optional(whole(1)), "{} training labels per class", quiet=True)
+    grey_as_rgb: bool = param(False, flag, "grey images padded to 32×32 RGB {}", quiet=True)
+    image_size: int | None = param(None, optional(whole(8)), "inputs resized to {} px", quiet=True)  # None: the dataset's size
     device: str | None = param(None, lambda name, value: checked_device(value), "device {}", recipe=False)  # None: a GPU if visible
     compile: bool = param(False, flag, "torch.compile {}", recipe=False)  # pays off only for long runs on a GPU
 
@@ -193,6 +211,9 @@ class RunConfig:
         for f in dataclasses.fields(self):
             if "check" in f.metadata:
                 f.metadata["check"](f.name, getattr(self, f.name))
+        if self.source is None and (self.cut is not None or self.freeze or self.copied_lr != 1):
+            raise DnicError("`cut`, `freeze` and `copied_lr` act on weights copied from a source, and no `source` is set.",
+                            "set `source` ('imagenet' or the name of a run of this profile), or leave them at their defaults.")
         prof = PROFILES[self.profile]
         per_arch = {f.name: spec.recipe.get(f.name, f.metadata["default"]) for f in dataclasses.fields(self)
                     if "default" in f.metadata and getattr(self, f.name) is None}

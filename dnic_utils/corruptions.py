@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -17,6 +15,7 @@ import torchvision.transforms.v2.functional as F
 from .checkpoint import Trained, load_trained
 from .data import load_raw
 from .errors import DnicError
+from .files import file_sha256
 from .records import make_record, read_record, write_record
 from .settings import checkpoint_dir
 
@@ -136,15 +135,6 @@ def robustness(models: dict[str, Trained], images: torch.Tensor, labels: torch.T
     columns = ["model", "corruption", "severity", "accuracy", "relative drop"]
     tables = [evaluate(trained, images, labels).assign(model=title) for title, trained in models.items()]
     return pd.concat(tables, ignore_index=True)[columns] if tables else pd.DataFrame(columns=columns)
-
-
-def file_sha256(path: Path) -> str:
-    """The SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def cached_evaluate(run: str, trained: Trained, profile: str, images: torch.Tensor, labels: torch.Tensor, data: dict) -> pd.DataFrame:

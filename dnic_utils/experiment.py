@@ -16,12 +16,14 @@ from .checkpoint import save_trained
 from .config import PROFILES, RunConfig
 from .data import Splits, dataset_title, load_splits
 from .data.splits import EVAL_BATCH, Loaders
+from .data.subsets import transfer_splits
 from .devices import amp_dtype, amp_label
 from .metrics import classification_metrics, inference_latency, per_class_report
 from .models import build_model, model_cost, model_fingerprint, model_spec
 from .records import encode_predictions, git_commit, make_record, read_record, write_record
 from .settings import checkpoint_dir
 from .train import evaluate, fit, seed_everything
+from .transfer.apply import apply_transfer, load_source
 
 DATA_INIT_IMAGES = 5_000  # training images an architecture's data-dependent initialisation sees
 
@@ -94,7 +96,8 @@ class Experiment:
 def model_for_run(cfg: RunConfig, splits: Splits, loaders: Loaders) -> nn.Module:
     """The run's freshly built model on its device (channels_last), with any data-dependent weights set from training images."""
     info = splits.info
-    model = build_model(cfg.arch, len(info.classes), info.channels, info.size).to(cfg.device, memory_format=torch.channels_last)
+    size = cfg.image_size or info.size
+    model = build_model(cfg.arch, len(info.classes), info.channels, size).to(cfg.device, memory_format=torch.channels_last)
     if cfg.compile:
         model.compile()  # in place, so state_dict keys and checkpoints stay those of the plain model
     init = model_spec(cfg.arch).init_from_data
@@ -107,17 +110,24 @@ def run(cfg: RunConfig, data_dir: str | None = None, resume: bool = True) -> Exp
     """Train cfg.arch on cfg.dataset, select the best validation epoch, test once, save the trained model and write the run record."""
     start = time.perf_counter()
     seed_everything(cfg.seed)  # before the model is built, so the seed fixes the initial weights too
-    splits = load_splits(cfg.dataset, cfg.train_size, cfg.val_size, cfg.test_size, data_dir)
+    splits = transfer_splits(load_splits(cfg.dataset, cfg.train_size, cfg.val_size, cfg.test_size, data_dir), cfg.classes,
+                             cfg.labels_per_class, cfg.grey_as_rgb)
     info, spec, name = splits.info, model_spec(cfg.arch), cfg.run_name
+    size = cfg.image_size or info.size
+    source = load_source(cfg.source, cfg.arch, cfg.profile, len(info.classes)) if cfg.source else None
+    if source:  # inputs normalised as the source's weights were trained
+        splits.mean, splits.std = source.mean, source.std
     loaders = splits.loaders(cfg)
     model = model_for_run(cfg, splits, loaders)
+    transfer = apply_transfer(model, cfg, source) if source else None  # after any data-set weights: copied stages replace them
     reported = read_record(cfg.profile, name)
     folder = checkpoint_dir(cfg.profile, name)
-    fitted = fit(model, loaders.train, loaders.val, cfg, folder, resume=resume, data_id=splits.data_id,
+    data_id = splits.data_id + (f":{source.provenance['sha256']}" if source else "")  # other source weights: train afresh
+    fitted = fit(model, loaders.train, loaders.val, cfg, folder, resume=resume, data_id=data_id,
                  reported_id=reported.get("checkpoint_id") if reported else None)
     data = {"dataset": cfg.dataset, "title": dataset_title(info, splits.source), **splits.source, "sizes": splits.sizes(), "mean": splits.mean, "std": splits.std}
     save_trained(folder / "best.pt", model.state_dict(), {
-        "arch": cfg.arch, "arch_title": spec.title, "classes": list(info.classes), "in_channels": info.channels, "image_size": info.size,
+        "arch": cfg.arch, "arch_title": spec.title, "classes": list(info.classes), "in_channels": info.channels, "image_size": size,
         "mean": list(splits.mean), "std": list(splits.std), "dataset": cfg.dataset, "dataset_title": data["title"], "data_sha256": splits.source.get("sha256"),
         "run_name": name, "profile": cfg.profile, "git_commit": git_commit(), "epoch": fitted.best["epoch"], "val_acc": fitted.best["val_acc"],
         "fingerprint": model_fingerprint(cfg.arch, model), "config": cfg.to_dict(),
@@ -126,7 +136,7 @@ def run(cfg: RunConfig, data_dir: str | None = None, resume: bool = True) -> Exp
     test = evaluate(model, loaders.test, amp, cfg.tta, info.flip)  # the only look at the test set
     notes = spec.describe_trained(model, next(iter(splits.loader("val", EVAL_BATCH, cfg.device)))[0]) if spec.describe_trained else None
     history, best = fitted.history, fitted.best
-    shape = (info.channels, info.size, info.size)
+    shape = (info.channels, size, size)
     metrics = {
         "test_loss": test["loss"],
         "test_acc": test["acc"],
@@ -141,10 +151,10 @@ def run(cfg: RunConfig, data_dir: str | None = None, resume: bool = True) -> Exp
         "latency_ms": {b: inference_latency(model, shape, b, cfg.device, amp) for b in PROFILES[cfg.profile].latency_batches},
         "amp": amp_label(amp),
         "tta": cfg.tta,
-        **model_cost(cfg.arch, len(info.classes), info.channels, info.size),
+        **model_cost(cfg.arch, len(info.classes), info.channels, size),
     }
     record = make_record("train", name, cfg.profile, cfg.to_dict(), metrics, device=cfg.device, data=data, seed=cfg.seed,
                          wall_time_s=time.perf_counter() - start, history=history, curve=fitted.curve, arch_title=spec.title, checkpoint_id=fitted.run_id,
-                         model_notes=notes, predictions=encode_predictions(test["y_true"], test["y_pred"], test["confidence"]))
+                         model_notes=notes, transfer=transfer, predictions=encode_predictions(test["y_true"], test["y_pred"], test["confidence"]))
     path = write_record(record)
     return Experiment(cfg, splits, model, history, fitted.curve, test["y_true"], test["y_pred"], test["confidence"], metrics, record, path, notes)

@@ -53,6 +53,11 @@ def plan() -> list[Planned]:
             number = f"{d}{a:02d}"
             title = f"# {number} · {model_spec(arch).title} on {info.title}"
             items.append(Planned(f"{number}_{dataset}_{arch}", TEMPLATE, {"arch": arch, "dataset": dataset}, title))
+    # after the models: part C starts from the CIFAR-10 FastNet run when it exists
+    items.append(Planned("40_transfer_learning", Path("notebooks/40_transfer_learning.ipynb"), {},
+                         "# 40 · Transfer learning: ImageNet → CIFAR-10, Yosinski et al. on CIFAR-10, and few labels"))
+    # a study of its own: its records (kind 'study', and variant runs) stay out of the README's tables and of 50's comparison
+    items.append(Planned("45_hyperparameters", Path("notebooks/45_hyperparameters.ipynb"), {}, "# 45 · Hyper-parameter study: FastNet and MiniGoogLeNet"))
     # after the models (and their extra seeds, which the runner trains after the last model notebook), whose records it compares
     items.append(Planned("50_comparative_analysis", Path("notebooks/50_comparative_analysis.ipynb"), {},
                          "# 50 · Comparative analysis: every architecture on every dataset"))

@@ -21,6 +21,7 @@ from .data import BatchLoader
 from .devices import amp_dtype, autocast, is_cuda, synchronize
 from .models import model_fingerprint
 from .settings import quiet
+from .transfer.stages import max_cut, stages_of
 
 
 def seed_everything(seed: int) -> None:
@@ -30,13 +31,26 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def copied_params(model: nn.Module, cfg: RunConfig) -> set[int]:
+    """The ids of the parameters in the stages a transfer run copies from its source (none without one)."""
+    if cfg.source is None:
+        return set()
+    n = max_cut(model) if cfg.cut is None else cfg.cut
+    return {id(p) for stage in stages_of(model)[:n] for p in stage.parameters()}
+
+
 def make_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
     """SGD with Nesterov momentum or AdamW over the trainable parameters; biases and norm parameters get no weight decay
-    and the learning rate × cfg.bias_lr; with cfg.lookahead, Lookahead wraps the steps."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay, "lr": cfg.lr},
-              {"params": no_decay, "weight_decay": 0.0, "lr": cfg.lr * cfg.bias_lr}]
+    and the learning rate × cfg.bias_lr, stages copied by a transfer run × cfg.copied_lr on top; with cfg.lookahead, Lookahead
+    wraps the steps."""
+    copied = copied_params(model, cfg) if cfg.copied_lr != 1 else set()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    parts = [(1.0, [p for p in trainable if id(p) not in copied])]
+    if copied:  # the copied stages get groups of their own only where their rate differs
+        parts.append((cfg.copied_lr, [p for p in trainable if id(p) in copied]))
+    groups = [group for scale, params in parts for group in (
+        {"params": [p for p in params if p.ndim > 1], "weight_decay": cfg.weight_decay, "lr": cfg.lr * scale},
+        {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0, "lr": cfg.lr * cfg.bias_lr * scale})]
     fused = {"fused": True} if is_cuda(cfg.device) else {}
     if cfg.optimizer == "sgd":
         optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True, **fused)
@@ -89,6 +103,8 @@ def _warmup_cosine(total: int, warmup: int) -> Callable[[int], float]:
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: RunConfig, steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
     """A per-step one-cycle or warm-up + cosine schedule over the whole run."""
     total = max(1, cfg.epochs * steps_per_epoch)
+    if cfg.schedule == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     if cfg.schedule == "onecycle" and total >= 8:  # OneCycleLR divides by zero on a handful of steps
         peaks = [group["lr"] for group in optimizer.param_groups]
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peaks, total_steps=total, pct_start=0.25)
@@ -207,9 +223,12 @@ class FitResult:
 
 def fit(
     model: nn.Module, train: BatchLoader, val: BatchLoader, cfg: RunConfig, checkpoint_dir: Path, resume: bool = True, data_id: str = "",
-    checkpoint_every_s: float = CHECKPOINT_EVERY_S, reported_id: str | None = None,
+    checkpoint_every_s: float = CHECKPOINT_EVERY_S, reported_id: str | None = None, on_epoch: Callable[[dict], None] | None = None,
 ) -> FitResult:
     """Train with early stopping on validation, leaving the model with the selected weights; resumable from last.pt.
+
+    on_epoch, if given, is called with each epoch's history row once it is recorded (e.g. to report it to a pruner); an
+    exception it raises stops training and propagates.
 
     last.pt (the whole training state, best weights included) is written after an epoch that ends checkpoint_every_s
     or more after the previous write, and after the last epoch: a crash loses at most that interval plus the epoch in
@@ -246,6 +265,8 @@ def fit(
               (val_metrics["y_pred"][:n] == val_metrics["y_true"][:n]).float().mean().item())
         row = {"epoch": epoch, **row, "val_loss": val_metrics["loss"], "val_acc": val_metrics["acc"], "lr": state.scheduler.get_last_lr()[0]}
         progress.history.append(row)
+        if on_epoch is not None:
+            on_epoch(row)
         if row["val_acc"] > progress.best_acc:
             progress.best_acc, progress.best_epoch, progress.bad_epochs = row["val_acc"], epoch, 0
             state.keep_best()

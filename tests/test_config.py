@@ -118,7 +118,10 @@ def test_non_default_parameters_get_their_own_run_name() -> None:
 # A valid value other than the default for each recipe field: a new field without one here fails the test below.
 OTHER_VALUES = {"epochs": 3, "batch_size": 16, "train_size": 1000, "val_size": 500, "test_size": 500, "patience": 5, "optimizer": "adamw",
                 "lr": 0.01, "weight_decay": 1e-3, "schedule": "cosine", "label_smoothing": 0.0, "augment": False, "amp": "off", "seed": 1,
-                "tta": "flip", "bias_lr": 3.0, "lookahead": True, "translate": 1, "rotation": 0.0, "alternate_flips": True}
+                "tta": "flip", "bias_lr": 3.0, "lookahead": True, "translate": 1, "rotation": 0.0, "alternate_flips": True,
+                "source": "imagenet", "cut": 1, "freeze": 1, "copied_lr": 0.5, "classes": "random:A", "labels_per_class": 10, "grey_as_rgb": True,
+                "image_size": 64}
+NEEDS = {name: {"source": "imagenet"} for name in ("cut", "freeze", "copied_lr")}  # fields that act on copied weights need a source
 
 
 def test_every_recipe_field_changes_the_run_name() -> None:
@@ -127,7 +130,7 @@ def test_every_recipe_field_changes_the_run_name() -> None:
     base = make_config("resnet18", "cifar10", profile="smoke")
     names = {base.run_name}
     for name, value in OTHER_VALUES.items():
-        changed = make_config("resnet18", "cifar10", profile="smoke", **{name: value})
+        changed = make_config("resnet18", "cifar10", profile="smoke", **{name: value, **NEEDS.get(name, {})})
         assert changed.variant, name
         names.add(changed.run_name)
     assert len(names) == len(OTHER_VALUES) + 1
@@ -151,8 +154,13 @@ def test_config_line_names_every_recipe_field(monkeypatch: pytest.MonkeyPatch) -
     line = report.config_line(make_config("lenet5", "mnist", profile="quick", optimizer="adamw")).lower()
     assert f"{quick.train_size:,} training images" in line and f"{quick.val_size:,} validation images" in line
     assert "optimizer adamw" in line and "peak learning rate 0.003" in line
-    for f in recipe_fields():  # a new field shows up without touching config_line
-        assert all(part.strip().lower() in line for part in re.split(r"{[^}]*}", f.metadata["label"]) if part.strip()), f.name
+    for f in recipe_fields():  # a new field shows up without touching config_line; a quiet one only when it is set
+        parts = [part.strip().lower() for part in re.split(r"{[^}]*}", f.metadata["label"]) if part.strip()]
+        assert all(part in line for part in parts) != bool(f.metadata.get("quiet")), f.name
+        if f.metadata.get("quiet"):
+            given = {"source": "cifar10-lenet5", f.name: OTHER_VALUES[f.name]}  # cut, freeze and copied_lr need a source
+            changed = report.config_line(make_config("lenet5", "mnist", profile="quick", **given)).lower()
+            assert all(part in changed for part in parts), f.name
 
 
 def test_from_parameters_takes_the_declared_names_of_a_notebook_namespace(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -27,20 +27,21 @@ def test_plan_starts_with_the_exploration_and_covers_every_model_and_dataset() -
     items = runner.plan()
     assert items[0].name == "00_data_exploration"
     assert items[0].parameters == {}
-    assert items[-1].name == "60_deployment" and items[-1].parameters == {}  # after the models, whose checkpoints it exports
-    assert items[-2].name == "50_comparative_analysis" and items[-2].parameters == {}  # after the models, whose records it compares
-    models = items[1:-2]
+    models = [i for i in items if i.source == runner.TEMPLATE]
+    assert items[1:1 + len(models)] == models  # the model notebooks come right after the exploration
+    # then the studies that read the models' records and checkpoints, and deployment, which exports them
+    assert [i.name for i in items[1 + len(models):]] == ["40_transfer_learning", "45_hyperparameters", "50_comparative_analysis", "60_deployment"]
+    assert all(i.parameters == {} for i in items[1 + len(models):])
     pairs = [(i.parameters["dataset"], i.parameters["arch"]) for i in models]
     assert sorted(pairs) == sorted((d, a) for d in DATASETS for a in REGISTRY)  # each pair exactly once
     names = [i.name for i in items]
     assert len(set(names)) == len(names)
-    numbers = [name.split("_", 1)[0] for name in names[:-2]]
+    numbers = [name.split("_", 1)[0] for name in names[:1 + len(models)]]
     assert numbers == sorted(numbers, key=int) and len(set(numbers)) == len(numbers)
     for item in models:
         d, a = item.parameters["dataset"], item.parameters["arch"]
         assert item.name.endswith(f"_{d}_{a}")
         assert REGISTRY[a].title in item.title and DATASETS[d].title in item.title
-        assert item.source == runner.TEMPLATE
     assert all((REPO / i.source).is_file() for i in items)
 
 

@@ -520,3 +520,30 @@ def test_multiview_tta_weights_the_image_half_and_each_shift_a_quarter() -> None
         no_flip = model(x) / 2 + model(padded[..., :6, :6]) / 4 + model(padded[..., 2:, 2:]) / 4
         assert torch.allclose(train.tta_logits(model, x, "multiview", flip=False), no_flip, atol=1e-6)
         assert torch.equal(train.tta_logits(model, x, "off", flip=True), model(x))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The per-epoch hook (a pruner's way in)
+
+
+class StopHere(Exception):
+    """Raised by a test's on_epoch hook."""
+
+
+def test_on_epoch_sees_each_history_row_and_its_exception_stops_training(tmp_path: Path) -> None:
+    x, y = random_batch(32)
+    cfg = lenet_config(3, patience=3)
+    seen: list[dict] = []
+    history = fit(fresh_lenet(), *loaders(x, y, 16), cfg, tmp_path / "all", on_epoch=seen.append).history
+    assert seen == history and [row["epoch"] for row in seen] == [1, 2, 3]
+
+    calls: list[int] = []
+
+    def stop_after_two(row: dict) -> None:
+        calls.append(row["epoch"])
+        if row["epoch"] == 2:
+            raise StopHere
+
+    with pytest.raises(StopHere):
+        fit(fresh_lenet(), *loaders(x, y, 16), cfg, tmp_path / "stopped", on_epoch=stop_after_two)
+    assert calls == [1, 2]  # the third epoch never ran

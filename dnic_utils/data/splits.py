@@ -91,17 +91,19 @@ class Splits:
         return f"{self.source.get('sha256')}:{self.sizes()}"
 
     def loader(self, part: str, batch_size: int, device: str, *, train: bool = False, augment: Augment | None = None,
-               seed: int = 0) -> BatchLoader:
-        """A channels_last loader over 'train', 'val' or 'test'; train=True shuffles, augments (if given) and drops a ragged last batch."""
+               seed: int = 0, image_size: int | None = None) -> BatchLoader:
+        """A channels_last loader over 'train', 'val' or 'test' (resized to image_size if given); train=True shuffles, augments (if given)
+        and drops a ragged last batch."""
         x, y = getattr(self, f"{part}_x"), getattr(self, f"{part}_y")
         return BatchLoader(x, y, batch_size, self.mean, self.std, device=device, channels_last=True, shuffle=train, seed=seed,
-                           augment=augment if train else None, drop_last=train and len(y) > batch_size)
+                           augment=augment if train else None, drop_last=train and len(y) > batch_size, image_size=image_size)
 
     def loaders(self, cfg: RunConfig) -> Loaders:
         """The train, validation and test loaders of a run: the one place a run's loaders are built."""
         augment = Augment(pad=cfg.translate, degrees=cfg.rotation, flip=self.info.flip, alternate=cfg.alternate_flips) if cfg.augment else None
-        return Loaders(self.loader("train", cfg.batch_size, cfg.device, train=True, augment=augment, seed=cfg.seed),
-                       self.loader("val", EVAL_BATCH, cfg.device), self.loader("test", EVAL_BATCH, cfg.device))
+        size = cfg.image_size
+        return Loaders(self.loader("train", cfg.batch_size, cfg.device, train=True, augment=augment, seed=cfg.seed, image_size=size),
+                       self.loader("val", EVAL_BATCH, cfg.device, image_size=size), self.loader("test", EVAL_BATCH, cfg.device, image_size=size))
 
 
 @dataclass

@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..errors import DnicError
-from . import fastnet, googlenet, inception, lenet, minigooglenet, mobilenet, resnet, resnet9, vgg, weightedsum
+from . import efficientnet_lite, fastnet, googlenet, imagenet, inception, lenet, minigooglenet, mobilenet, resnet, resnet9, vgg, weightedsum
 
 
 @dataclass(frozen=True)
@@ -54,11 +54,21 @@ REGISTRY: dict[str, ModelSpec] = {
 }
 
 
+# ImageNet networks for the transfer study (notebook 40): built by name like the registry's, but not in it (no model notebooks).
+# dnic_utils.transfer.sources holds their ImageNet weights under the same names.
+IMAGENET_NETS: dict[str, ModelSpec] = {
+    "efficientnet_lite0": ModelSpec("EfficientNet-Lite0", "EfficientNet", efficientnet_lite.efficientnet_lite0, efficientnet_lite.SUMMARY,
+                                    imagenet.LOOK_FOR, min_size=32),
+    **{f"imagenet_{name}": ModelSpec(f"{title} (ImageNet)", family, imagenet.builder(name), imagenet.SUMMARY, imagenet.LOOK_FOR, min_size=32)
+       for name, title, family in (("resnet18", "ResNet18", "ResNet"), ("resnet50", "ResNet50", "ResNet"), ("vgg16", "VGG16", "VGG"))},
+}
+
+
 def model_spec(name: str) -> ModelSpec:
-    """The registry entry for a name, or a clear error listing the valid names."""
-    if not isinstance(name, str) or name not in REGISTRY:
-        raise DnicError(f"Unknown architecture {name!r}.", f"use one of: {', '.join(REGISTRY)}.")
-    return REGISTRY[name]
+    """The registry entry (or ImageNet network) for a name, or a clear error listing the valid names."""
+    if not isinstance(name, str) or name not in {**REGISTRY, **IMAGENET_NETS}:
+        raise DnicError(f"Unknown architecture {name!r}.", f"use one of: {', '.join(REGISTRY)} (or for transfer: {', '.join(IMAGENET_NETS)}).")
+    return REGISTRY.get(name) or IMAGENET_NETS[name]
 
 
 def build_model(name: str, num_classes: int, in_channels: int, image_size: int) -> nn.Module:

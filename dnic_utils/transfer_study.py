@@ -1,0 +1,378 @@
+"""Notebook 40's study: transfer-learning claims measured with the one run path, read back from the run records.
+
+Part A: ImageNet → CIFAR-10 with EfficientNet-Lite0 (frozen, last stage, everything, from scratch; input size; schedule;
+label budget). Part B: Yosinski et al. (2014) on two CIFAR-10 class splits with the fast net cut at each stage boundary.
+Part C: the fast net pretrained on CIFAR-10, then trained on Fashion-MNIST and MNIST with few labels per class.
+Every arm is one `experiment.run` of a RunConfig with transfer parameters; every number shown comes from its record.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from .config import PROFILES, RunConfig
+from .data import dataset_info
+from .data.subsets import CLASS_SPLITS
+from .errors import DnicError
+from .experiment import run
+from .models import build_model
+from .records import read_record
+from .settings import checkpoint_dir
+from .transfer import SOURCES, load_pretrained, max_cut
+from .transfer.apply import IMAGENET
+
+LITE0, FAST = "efficientnet_lite0", "fastnet"
+TARGET_SEED_OFFSET = 1000  # transfer runs' seeds: their new layers start from another draw than the source run's
+FROZEN, LAST, ALL, ALL_LOW_COPIED, SCRATCH = ("frozen features, linear head", "last stage fine-tuned", "everything fine-tuned",
+                                              "everything fine-tuned, copied stages at lr × 0.1", "from scratch")
+YOSINSKI = {"BnB": ("B", True), "BnB+": ("B", False), "AnB": ("A", True), "AnB+": ("A", False)}  # source half, frozen
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How big the study's runs are in one profile: the profiles cut sizes and seeds, never arms."""
+
+    a_train: int  # CIFAR-10 training images of Part A's treatment, size and schedule arms
+    a_pool: int | None  # the training images that "100% of the labels" means (None: all)
+    a_size: int  # input size (px) of the treatment and schedule arms
+    a_sizes: tuple[int, ...]  # input sizes of the upsampling arms
+    a_epochs: int
+    b_train: int | None  # CIFAR-10 training images before a half is taken (None: all)
+    b_epochs: int
+    seeds: tuple[int, ...]  # Part B's seeds
+    c_budgets: tuple[int, ...]  # labels per class
+    c_images: int  # images each Part C run sees in all: its epochs are this over its labels, at least 1
+    val: int
+    test: int | None
+    batch: int
+    fractions: tuple[float, ...] = (0.01, 0.1, 1.0)
+
+
+SIZES: dict[str, Sizes] = {
+    "smoke": Sizes(a_train=32, a_pool=100, a_size=32, a_sizes=(32, 40, 48), a_epochs=1, b_train=128, b_epochs=1, seeds=(0,),
+                   c_budgets=(1, 2, 4), c_images=20, val=64, test=50, batch=16),
+    "quick": Sizes(a_train=200, a_pool=500, a_size=64, a_sizes=(32, 64, 96), a_epochs=1, b_train=300, b_epochs=1, seeds=(0,),
+                   c_budgets=(5, 10, 30), c_images=300, val=128, test=256, batch=32),
+    # budget: sized from throughputs measured on a 2-core fp32 AMD EPYC (fast net ~100-150 training images/s, Lite0 at 64 px ~100
+    # fine-tuning and ~300 frozen) to about 75 min there; a 2-core bf16 CPU should be faster
+    "budget": Sizes(a_train=3000, a_pool=None, a_size=64, a_sizes=(32, 64, 128), a_epochs=2, b_train=4000, b_epochs=2, seeds=(0, 1),
+                    c_budgets=(10, 100, 1000), c_images=4000, val=1000, test=2000, batch=128),
+    "full": Sizes(a_train=45000, a_pool=None, a_size=128, a_sizes=(32, 64, 128), a_epochs=10, b_train=None, b_epochs=20, seeds=(0, 1, 2),
+                  c_budgets=(10, 100, 1000), c_images=30000, val=5000, test=None, batch=256),
+}
+STUDY_PARAMS = {"tta": "off"}  # every arm tests on the plain images: test-time augmentation is no treatment here, and it costs 6 passes
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One run of the study: its part, the labels its tables group by, and the run's parameters."""
+
+    part: str
+    labels: dict
+    arch: str
+    dataset: str
+    params: dict = field(default_factory=dict)
+
+    def config(self, profile: str) -> RunConfig:
+        """The arm's checked run configuration in a profile (a concrete one: the notebook has resolved it)."""
+        return RunConfig(self.arch, self.dataset, profile, **{**STUDY_PARAMS, **self.params})
+
+
+def sizes_table(profile: str) -> pd.DataFrame:
+    """What this profile's study runs: the sizes and seeds of each part (the arms are the same in every profile)."""
+    s = SIZES[profile]
+    every = "all" if s.a_pool is None else f"{s.a_pool:,}"
+    rows = {
+        "A · training images (treatments, sizes, schedules)": f"{s.a_train:,}",
+        "A · input sizes (px)": ", ".join(map(str, s.a_sizes)) + f" (treatments at {s.a_size})",
+        "A · label budgets": ", ".join(f"{f:.0%}" for f in s.fractions) + f" of {every} images",
+        "A · epochs": s.a_epochs,
+        "B · training images before the halves": "all" if s.b_train is None else f"{s.b_train:,}",
+        "B · epochs": s.b_epochs,
+        "B · seeds": ", ".join(map(str, s.seeds)),
+        "C · labels per class": ", ".join(f"{k:,}" for k in s.c_budgets),
+        "C · images seen per run": f"{s.c_images:,}",
+        "validation / test images": f"{s.val:,} / {'all' if s.test is None else f'{s.test:,}'}",
+        "batch": s.batch,
+    }
+    return pd.Series({k: str(v) for k, v in rows.items()}, name=profile).to_frame()
+
+
+def cuts_text(profile: str, published: str = "budget") -> str:
+    """What this profile cuts against the published one: part B's seeds, and the training images of each part."""
+    s, p = SIZES[profile], SIZES[published]
+    if PROFILES[profile].rank >= PROFILES[published].rank:
+        b = "all" if s.b_train is None else f"{s.b_train:,}"
+        return (f"`{profile}` runs part B with {len(s.seeds)} seeds on halves of {b} training images, and part A's treatments on "
+                f"{s.a_train:,} training images (its label arms up to all of them): sizes cut to fit the profile's time, no arm.")
+    return (f"`{profile}` runs part B with {len(s.seeds)} seed(s) where the published `{published}` runs {len(p.seeds)}, and fewer images "
+            f"everywhere (part A {s.a_train:,} training images against {p.a_train:,}): its numbers check the pipeline, not the claims.")
+
+
+def imagenet_sources() -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """Which ImageNet sources can be had here (each loaded once; after one failed download the rest are not tried), and those that can."""
+    rows, usable, offline = [], [], False
+    for name, source in SOURCES.items():
+        if offline and not source.offline:
+            rows.append({"source": source.title, "weights": source.weights, "status": "not tried: the download above failed"})
+            continue
+        try:
+            sha = load_pretrained(name, 10).provenance["sha256"]
+        except DnicError as err:
+            offline = offline or "cannot be had" in err.problem
+            rows.append({"source": source.title, "weights": source.weights, "status": f"{err.problem} Fix: {err.fix}"})
+            continue
+        usable.append(name)
+        rows.append({"source": source.title, "weights": source.weights, "status": f"loaded (SHA-256 {sha[:12]}…)"})
+    return pd.DataFrame(rows).set_index("source"), tuple(n for n in usable if n != LITE0)
+
+
+def depth(arch: str) -> int:
+    """The deepest cut of an architecture: its stages less the head."""
+    return max_cut(build_model(arch, 10, 3, 32))
+
+
+def part_a(profile: str, online: tuple[str, ...] = ()) -> list[Arm]:
+    """ImageNet → CIFAR-10 with EfficientNet-Lite0: treatments, input sizes, schedules and label budgets, and from scratch;
+    for each torchvision source whose weights could be had (`online`), its frozen features with a linear head too."""
+    s = SIZES[profile]
+    main = {"train_size": s.a_train, "val_size": s.val, "test_size": s.test, "epochs": s.a_epochs, "batch_size": s.batch, "image_size": s.a_size}
+    imagenet, n = {"source": IMAGENET}, depth(LITE0)
+    arms = [Arm("A", {"arm": "treatment", "treatment": name}, LITE0, "cifar10", {**main, **extra}) for name, extra in (
+        (FROZEN, {**imagenet, "freeze": n}),
+        (LAST, {**imagenet, "freeze": n - 1}),
+        (ALL, imagenet),
+        (ALL_LOW_COPIED, {**imagenet, "copied_lr": 0.1}),
+        (SCRATCH, {}),
+    )]
+    arms += [Arm("A", {"arm": "input size", "size": px}, LITE0, "cifar10", {**main, **imagenet, "freeze": n, "image_size": px}) for px in s.a_sizes]
+    low = Arm("A", {}, LITE0, "cifar10", main).config(profile).lr / 10  # a tenth of the one-cycle peak that the batch size derives
+    arms += [Arm("A", {"arm": "schedule", "schedule": name}, LITE0, "cifar10", {**main, **imagenet, **extra})
+             for name, extra in (("one-cycle", {}), ("constant, low", {"schedule": "constant", "lr": low}))]
+    arms += [Arm("A", {"arm": "treatment", "treatment": f"{SOURCES[name].title}: {FROZEN}"}, name, "cifar10",
+                 {**main, **imagenet, "freeze": depth(name)}) for name in online]
+    pool = s.a_pool or dataset_info("cifar10").sizes[0] - s.val
+    for fraction in s.fractions:
+        size = max(10, round(fraction * pool))
+        arms.append(Arm("A", {"arm": "labels", "fraction": fraction, "images": size}, LITE0, "cifar10",
+                        {**main, **imagenet, "freeze": n, "train_size": size, "batch_size": min(s.batch, size)}))
+    return arms
+
+
+def part_b(profile: str, splits: tuple[str, ...] = CLASS_SPLITS) -> list[Arm]:
+    """Yosinski et al.'s treatments on class splits: baseA and baseB, then BnB, BnB+, AnB and AnB+ at every cut, per seed."""
+    s = SIZES[profile]
+    base = {"train_size": s.b_train, "val_size": s.val, "test_size": s.test, "epochs": s.b_epochs, "batch_size": s.batch}
+    arms = []
+    for split in splits:
+        for seed in s.seeds:
+            halves = {h: Arm("B", {"split": split, "seed": seed, "treatment": f"base{h}", "n": 0}, FAST, "cifar10",
+                             {**base, "classes": f"{split}:{h}", "seed": seed}) for h in "AB"}
+            arms += halves.values()
+            names = {h: arm.config(profile).run_name for h, arm in halves.items()}
+            for n in range(1, depth(FAST) + 1):
+                for treatment, (src, frozen) in YOSINSKI.items():
+                    params = {**halves["B"].params, "seed": seed + TARGET_SEED_OFFSET, "source": names[src], "cut": n, "freeze": n if frozen else 0}
+                    arms.append(Arm("B", {"split": split, "seed": seed, "treatment": treatment, "n": n}, FAST, "cifar10", params))
+    return arms
+
+
+def part_c(profile: str) -> list[Arm]:
+    """CIFAR-10's fast-net run, then Fashion-MNIST and MNIST (32×32 RGB) with k labels per class: from scratch, frozen, fine-tuned."""
+    s = SIZES[profile]
+    # the registry's own run of the profile (its model notebook's, with the recipe's test-time augmentation), reused when there
+    source = Arm("C", {"treatment": "source"}, FAST, "cifar10", {"tta": None})
+    arms = [source]
+    for dataset in ("fashion_mnist", "mnist"):
+        for k in s.c_budgets:
+            base = {"labels_per_class": k, "grey_as_rgb": True, "val_size": s.val, "test_size": s.test, "batch_size": min(s.batch, 10 * k),
+                    "epochs": max(1, math.ceil(s.c_images / (10 * k)))}
+            for treatment, extra in ((SCRATCH, {}), ("frozen", {"source": source.config(profile).run_name, "freeze": depth(FAST)}),
+                                     ("fine-tuned", {"source": source.config(profile).run_name})):
+                arms.append(Arm("C", {"dataset": dataset, "labels per class": k, "treatment": treatment}, FAST, dataset, {**base, **extra}))
+    return arms
+
+
+def _row(arm: Arm, record: dict) -> dict:
+    """One table row: the arm's labels and its record's numbers and provenance."""
+    transfer = record.get("transfer") or {}
+    weights = transfer.get("weights", {})
+    m = record["metrics"]
+    return {"part": arm.part, **arm.labels, "test_acc": m["test_acc"], "best_val_acc": m["best_val_acc"], "train_time_s": m["train_time_s"],
+            "images_per_s": m["images_per_s"], "test_images": record["data"]["sizes"]["test"], "train_images": record["data"]["sizes"]["train"],
+            "source": weights.get("source"), "source_sha256": weights.get("sha256"), "cut": transfer.get("cut", 0),
+            "frozen_stages": transfer.get("frozen_stages", 0), "run": record["name"]}
+
+
+def run_arms(arms: list[Arm], profile: str, data_dir: str | None = None, reuse: Callable[[RunConfig], bool] = lambda cfg: False) -> pd.DataFrame:
+    """Run every arm once (arms with the same configuration share a run), in order, and tabulate their records."""
+    records: dict[str, dict] = {}
+    rows = []
+    for arm in arms:
+        cfg = arm.config(profile)
+        if cfg.run_name not in records:
+            kept = read_record(profile, cfg.run_name) if reuse(cfg) else None
+            records[cfg.run_name] = kept or run(cfg, data_dir).record
+        rows.append(_row(arm, records[cfg.run_name]))
+    return pd.DataFrame(rows)
+
+
+def trained_here(cfg: RunConfig) -> bool:
+    """True when the run has a record and its selected weights in this project: the registry's runs are reused, not retrained."""
+    return read_record(cfg.profile, cfg.run_name) is not None and (checkpoint_dir(cfg.profile, cfg.run_name) / "best.pt").is_file()
+
+
+def readable(table: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    """A part's runs for reading: their labels, test accuracy (%), training images and training time."""
+    out = table[labels + ["test_acc", "train_images", "train_time_s"]].copy()
+    out["test_acc"] = (100 * out["test_acc"]).round(2)
+    out["train_time_s"] = out["train_time_s"].round(1)
+    return out.rename(columns={"test_acc": "test accuracy (%)", "train_images": "training images", "train_time_s": "training time (s)"})
+
+
+def part_b_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Part B's mean test accuracy (%) over seeds: a row per split and cut, a column per treatment."""
+    means = part_b_means(table)
+    wide = means.pivot_table(index=["split", "n"], columns="treatment", values="acc")
+    return (100 * wide[[c for c in ("baseB", *YOSINSKI, "baseA") if c in wide]]).round(2)
+
+
+def standard_error(acc: float, n: int) -> float:
+    """The binomial standard error of an accuracy measured on n test images."""
+    return math.sqrt(max(acc * (1 - acc), 1e-12) / max(n, 1))
+
+
+def verdict(diff: float, se: float, claim: str, against: str) -> str:
+    """'holds', 'does not hold' (the opposite is measured) or 'is not resolved' for a claimed positive difference, with 2 standard errors."""
+    if diff > 2 * se:
+        return f"**{claim} holds**"
+    if diff < -2 * se:
+        return f"**{claim} does not hold**: {against}"
+    return f"**{claim} is not resolved** at this size: the difference is within two standard errors"
+
+
+def pts(x: float) -> str:
+    """A difference of accuracies in percentage points, signed."""
+    return f"{100 * x:+.1f} points"
+
+
+def pct(x: float) -> str:
+    """An accuracy in percent."""
+    return f"{100 * x:.1f}%"
+
+
+def _acc(table: pd.DataFrame, **where: object) -> pd.Series:
+    """The test accuracy and test-set size of the one row matching all the labels given."""
+    rows = table
+    for key, value in where.items():
+        rows = rows[rows[key] == value]
+    return rows.iloc[0]
+
+
+def part_a_claims(table: pd.DataFrame) -> str:
+    """Whether seed 003's three claims hold here: frozen far worse than trained; upsampling helps; a low constant learning rate helps."""
+    frozen, tuned = _acc(table, arm="treatment", treatment=FROZEN), _acc(table, arm="treatment", treatment=ALL)
+    scratch = _acc(table, arm="treatment", treatment=SCRATCH)
+    sizes = table[table["arm"] == "input size"].sort_values("size")
+    small, large = sizes.iloc[0], sizes.iloc[-1]
+    one, low = _acc(table, arm="schedule", schedule="one-cycle"), _acc(table, arm="schedule", schedule="constant, low")
+
+    def se(a: pd.Series, b: pd.Series) -> float:
+        """The standard error of the difference of two independent accuracies."""
+        return math.hypot(standard_error(a.test_acc, a.test_images), standard_error(b.test_acc, b.test_images))
+
+    gap = tuned.test_acc - frozen.test_acc
+    far = " and by at least 5 points, so *far* is fair" if gap >= 0.05 else ", but by less than 5 points: not *far*" if gap > 2 * se(tuned, frozen) else ""
+    lines = [
+        f"- {verdict(gap, se(tuned, frozen), 'Frozen is far worse than trained', 'frozen features scored higher')}: fine-tuning everything "
+        f"scored {pct(tuned.test_acc)} against {pct(frozen.test_acc)} for the frozen features with a linear head ({pts(gap)}){far}. "
+        f"From scratch, the same net and budget reached {pct(scratch.test_acc)}.",
+        f"- {verdict(large.test_acc - small.test_acc, se(large, small), 'Upsampling helps', 'the smaller input scored higher')}: the frozen "
+        f"features with a linear head scored " + ", ".join(f"{pct(r.test_acc)} at {int(r['size'])} px" for _, r in sizes.iterrows())
+        + f" ({pts(large.test_acc - small.test_acc)} from {int(small['size'])} to {int(large['size'])} px).",
+        f"- {verdict(low.test_acc - one.test_acc, se(low, one), 'A low constant learning rate helps', 'one-cycle scored higher')}: fine-tuning "
+        f"everything at a constant low rate scored {pct(low.test_acc)} against {pct(one.test_acc)} with the one-cycle schedule "
+        f"({pts(low.test_acc - one.test_acc)}).",
+    ]
+    return "\n".join(lines)
+
+
+def part_b_means(table: pd.DataFrame) -> pd.DataFrame:
+    """Test accuracy per split, treatment and cut: the mean over seeds, the seeds run and the standard error of the mean."""
+    groups = table.groupby(["split", "treatment", "n"])
+    out = groups.agg(acc=("test_acc", "mean"), seeds=("seed", "nunique"), test_images=("test_images", "first")).reset_index()
+    out["se"] = [standard_error(a, n) / math.sqrt(k) for a, n, k in zip(out["acc"], out["test_images"], out["seeds"])]
+    return out
+
+
+def part_b_findings(table: pd.DataFrame) -> str:
+    """Which of Yosinski et al.'s findings hold here, split by split, with the numbers."""
+    means = part_b_means(table)
+
+    def acc(split: str, treatment: str, n: int | None = None) -> pd.Series:
+        """The mean over seeds (a Series of cuts when n is None)."""
+        rows = means[(means["split"] == split) & (means["treatment"] == treatment)]
+        return rows.set_index("n")["acc"] if n is None else rows[rows["n"] == n].iloc[0]
+
+    lines, drops = [], {}
+    for split in ("random", "vehicles"):
+        base = acc(split, "baseB", 0)
+        bnb, anb, anb_plus = acc(split, "BnB"), acc(split, "AnB"), acc(split, "AnB+")
+        deepest = int(anb.index.max())
+        middle = bnb.loc[[n for n in bnb.index if 1 < n < deepest]] if deepest > 2 else bnb
+        dip = base.acc - middle.min()
+        fall = anb.loc[1] - anb.loc[deepest]
+        gain = float((anb_plus - base.acc).mean())
+        drops[split] = base.acc - anb.loc[deepest]
+        se = base.se * math.sqrt(2)
+        label = "Random 5/5 split" if split == "random" else "Vehicles (A) against animals (B)"
+        lines += [
+            f"**{label}** (baseB {pct(base.acc)}, mean of {int(base.seeds)} seed(s)):",
+            f"- {verdict(dip, se, 'Frozen BnB dips at middle layers', 'frozen BnB is above baseB there')}: at its lowest middle cut "
+            f"(n = {int(middle.idxmin())}) BnB scored {pct(middle.min())}, {pts(-dip)} from baseB.",
+            f"- {verdict(fall, se, 'Frozen AnB falls with n', 'AnB rises with n')}: AnB scored {pct(anb.loc[1])} at n = 1 and "
+            f"{pct(anb.loc[deepest])} at n = {deepest} ({pts(-fall)}).",
+            f"- {verdict(gain, se, 'Fine-tuned AnB+ beats baseB', 'AnB+ is below baseB')}: on average over the cuts AnB+ was {pts(gain)} "
+            f"from baseB (Yosinski et al.: about +2 points on ImageNet).",
+        ]
+    diff = drops["vehicles"] - drops["random"]
+    se = math.sqrt(2) * float(means["se"].max())
+    lines.append(f"- {verdict(diff, se, 'The dissimilar split hurts far more', 'the random split lost more')}: with every feature stage "
+                 f"frozen, AnB lost {pts(-drops['vehicles'])} against baseB on the vehicles/animals split and {pts(-drops['random'])} "
+                 f"on the random split.")
+    return "\n".join(lines)
+
+
+def part_c_summary(table: pd.DataFrame) -> str:
+    """Per dataset, what transfer from CIFAR-10 gave against training from scratch, at the smallest and the largest label budget."""
+    rows = table[table["treatment"] != "source"]
+    lines = []
+    for dataset, part in rows.groupby("dataset", sort=False):
+        accs = part.pivot_table(index="labels per class", columns="treatment", values="test_acc")
+        lo, hi = int(accs.index.min()), int(accs.index.max())
+        title = dataset_info(dataset).title
+        lines.append(
+            f"- **{title}**: with {lo:,} labels per class, fine-tuning the CIFAR-10 net scored {pct(accs.loc[lo, 'fine-tuned'])}, its frozen "
+            f"features {pct(accs.loc[lo, 'frozen'])} and training from scratch {pct(accs.loc[lo, SCRATCH])}; with {hi:,} per class "
+            f"{pct(accs.loc[hi, 'fine-tuned'])}, {pct(accs.loc[hi, 'frozen'])} and {pct(accs.loc[hi, SCRATCH])}. Fine-tuning's lead over "
+            f"scratch went from {pts(accs.loc[lo, 'fine-tuned'] - accs.loc[lo, SCRATCH])} to {pts(accs.loc[hi, 'fine-tuned'] - accs.loc[hi, SCRATCH])}.")
+    return "\n".join(lines)
+
+
+def provenance_table(*tables: pd.DataFrame) -> pd.DataFrame:
+    """Each run's source weights (name and SHA-256 prefix), cut, frozen stages and training images, for the tables' reader."""
+    table = pd.concat(tables, ignore_index=True)
+    out = table[["part", "run", "source", "source_sha256", "cut", "frozen_stages", "train_images"]].drop_duplicates("run").copy()
+    out["source_sha256"] = out["source_sha256"].map(lambda h: f"{h[:12]}…" if isinstance(h, str) else "")
+    out["source"] = out["source"].fillna("(random weights)")
+    return out.set_index("run")
+
+
+def timing_text(timings: dict[str, float], profile: str) -> str:
+    """How long each part took in this profile."""
+    parts = ", ".join(f"part {part} {seconds / 60:.1f} min" for part, seconds in timings.items())
+    return f"In profile `{profile}` the study took {sum(timings.values()) / 60:.1f} min: {parts} (training, evaluation and records)."

@@ -1,0 +1,83 @@
+"""Notebook 40's study: its arms in every profile, and the verdicts its text draws from tables of records."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from dnic_utils import transfer_study as ts
+from dnic_utils.config import PROFILES
+
+
+def arm_keys(arms: list[ts.Arm]) -> set[tuple]:
+    """What an arm is, apart from its seed and sizes."""
+    return {(a.part, tuple((k, v) for k, v in a.labels.items() if k not in ("seed", "size", "fraction", "images", "labels per class"))) for a in arms}
+
+
+def all_arms(profile: str) -> list[ts.Arm]:
+    """Every arm of the study in a profile."""
+    return ts.part_a(profile) + ts.part_b(profile) + ts.part_c(profile)
+
+
+def test_every_profile_runs_the_same_arms_and_only_sizes_and_seeds_differ() -> None:
+    assert set(ts.SIZES) == set(PROFILES)
+    keys = {p: arm_keys(all_arms(p)) for p in PROFILES}
+    assert all(k == keys["smoke"] for k in keys.values())
+    assert all(len(ts.SIZES[p].seeds) >= 2 for p in ("budget", "full"))  # Yosinski's treatments with 2 or more seeds where it counts
+
+
+def test_every_arm_is_a_valid_run_and_transfers_name_their_sources() -> None:
+    arms = all_arms("smoke")
+    configs = [a.config("smoke") for a in arms]
+    names = {c.run_name for c in configs}
+    for arm, cfg in zip(arms, configs):
+        if cfg.source not in (None, "imagenet"):
+            assert cfg.source in names  # the study trains the source first
+            assert [c.run_name for c in configs].index(cfg.source) < configs.index(cfg)
+    b = [(a, c) for a, c in zip(arms, configs) if a.part == "B" and a.labels["treatment"] in ts.YOSINSKI]
+    depth = ts.depth(ts.FAST)
+    assert {a.labels["n"] for a, _ in b} == set(range(1, depth + 1))
+    for arm, cfg in b:
+        frozen, half = ts.YOSINSKI[arm.labels["treatment"]][1], ts.YOSINSKI[arm.labels["treatment"]][0]
+        assert cfg.cut == arm.labels["n"] and cfg.freeze == (cfg.cut if frozen else 0) and cfg.classes.endswith(":B")
+        assert f"{arm.labels['split']}:{half}" == next(c.classes for c in configs if c.run_name == cfg.source)
+        assert cfg.seed != next(c.seed for c in configs if c.run_name == cfg.source)  # new layers from another draw
+
+
+def rows_a(frozen: float, tuned: float, sizes: dict[int, float], low: float, one: float, n: int = 2000) -> pd.DataFrame:
+    """A Part A table with the given test accuracies."""
+    rows = [{"arm": "treatment", "treatment": t, "test_acc": acc} for t, acc in ((ts.FROZEN, frozen), (ts.ALL, tuned), (ts.SCRATCH, 0.4))]
+    rows += [{"arm": "input size", "size": px, "test_acc": acc} for px, acc in sizes.items()]
+    rows += [{"arm": "schedule", "schedule": s, "test_acc": acc} for s, acc in (("one-cycle", one), ("constant, low", low))]
+    return pd.DataFrame(rows).assign(test_images=n)
+
+
+def test_part_a_verdicts_follow_the_numbers_and_two_standard_errors() -> None:
+    text = ts.part_a_claims(rows_a(0.55, 0.80, {32: 0.50, 64: 0.55, 128: 0.70}, 0.70, 0.80))
+    assert "**Frozen is far worse than trained holds**" in text and "80.0% against 55.0%" in text and "+25.0 points" in text
+    assert "**Upsampling helps holds**" in text and "70.0% at 128 px" in text
+    assert "**A low constant learning rate helps does not hold**" in text and "-10.0 points" in text
+    close = ts.part_a_claims(rows_a(0.55, 0.56, {32: 0.55, 128: 0.56}, 0.56, 0.55, n=100))
+    assert close.count("is not resolved") == 3
+
+
+def test_part_b_findings_read_yosinskis_pattern() -> None:
+    rows = []
+    for split, drop in (("random", 0.02), ("vehicles", 0.15)):
+        for seed in (0, 1):
+            rows.append({"split": split, "seed": seed, "treatment": "baseB", "n": 0, "test_acc": 0.80})
+            for n in range(1, 5):
+                rows += [{"split": split, "seed": seed, "treatment": "BnB", "n": n, "test_acc": 0.80 - (0.1 if n in (2, 3) else 0)},
+                         {"split": split, "seed": seed, "treatment": "BnB+", "n": n, "test_acc": 0.80},
+                         {"split": split, "seed": seed, "treatment": "AnB", "n": n, "test_acc": 0.80 - drop * (n - 1) / 3},
+                         {"split": split, "seed": seed, "treatment": "AnB+", "n": n, "test_acc": 0.82}]
+    text = ts.part_b_findings(pd.DataFrame(rows).assign(test_images=5000))
+    assert text.count("**Frozen BnB dips at middle layers holds**") == 2 and text.count("**Fine-tuned AnB+ beats baseB holds**") == 2
+    assert "**The dissimilar split hurts far more holds**" in text and "-15.0 points" in text
+    assert "(n = 2) BnB scored 70.0%, -10.0 points from baseB" in text
+    table = ts.part_b_table(pd.DataFrame(rows).assign(test_images=5000))
+    assert table.loc[("vehicles", 4), "AnB"] == pytest.approx(65.0) and table.loc[("random", 0), "baseB"] == pytest.approx(80.0)
+
+
+def test_the_timing_line_sums_the_parts() -> None:
+    assert ts.timing_text({"A": 60, "B": 120}, "quick") == "In profile `quick` the study took 3.0 min: part A 1.0 min, part B 2.0 min (training, evaluation and records)."
