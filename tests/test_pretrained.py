@@ -45,9 +45,10 @@ def test_an_unknown_source_network_is_a_clear_error_listing_the_valid_ones() -> 
     assert source_spec("imagenet_resnet18").title == "ResNet18 (ImageNet)"
 
 
-def test_offline_imagenet_weights_are_one_clear_error_saying_what_to_do(torch_home: Path) -> None:
+def test_offline_imagenet_weights_are_one_clear_error_saying_what_to_do(torch_home: Path, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(DnicError) as err:
         load_pretrained("imagenet_resnet18", 10)
+    assert str(torch_home) not in capsys.readouterr().out  # torch.hub's "Downloading … to <path>" would land in notebook outputs
     name = resnet18_file()
     assert "cannot be had" in err.value.problem and name in err.value.problem and "Name or service not known" in err.value.problem
     assert f"put {name}" in err.value.fix and str(torch_home / "hub" / "checkpoints") in err.value.fix
