@@ -1,4 +1,4 @@
-"""The comparative analysis of notebook 50: which runs are compared, their tables, significance tests and prose, all from records.
+"""The comparative analysis of notebook 50: which runs are compared, their tables and significance tests, all from records.
 
 Per dataset one profile is compared, never a mix: the highest profile (up to the notebook's) in which every registered
 architecture has a default-parameter record, else the highest with the most. Records of the same recipe with other seeds
@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats as scipy_stats
 
 from . import stats
 from .config import PROFILES, RunConfig
@@ -205,18 +203,6 @@ def leaderboard(table: pd.DataFrame) -> pd.DataFrame:
     }, index=table.index)
 
 
-def _span(values: list[int]) -> str:
-    """'4' for one value, '500 to 20,000' for several."""
-    return f"{values[0]:,}" if len(set(values)) == 1 else f"{min(values):,} to {max(values):,}"
-
-
-def _ordinal(rank: float) -> str:
-    """1st, 2nd, 3rd, 4th, … 11th, 12th, 13th, 21st (a tied rank such as 2.5 is rounded)."""
-    n = int(round(rank))
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"
-
-
 COSTS = {"params": "parameters", "flops": "FLOPs per image", "latency_1": "latency at batch 1 (ms)", "train_time_s": "training time (s)"}
 
 
@@ -234,25 +220,6 @@ def front_names(table: pd.DataFrame, cost: str) -> list[str]:
     """The models on the accuracy–cost Pareto front, cheapest first."""
     front = table[pareto_front(table[cost].to_numpy(), table["acc"].to_numpy())]
     return list(front.sort_values(cost).index)
-
-
-def cost_text(table: pd.DataFrame) -> str:
-    """The Pareto fronts per cost, and how well FLOPs predict the measured latency here (rank correlation, biggest disagreement)."""
-    if table.empty:
-        return "No runs to compare."
-    lines = [f"On {label}, the Pareto front (no model both cheaper and more accurate) is: {', '.join(front_names(table, cost)) or '—'}."
-             for cost, label in COSTS.items()]
-    timed = table.dropna(subset=["flops", "latency_1"])
-    if len(timed) >= 3:
-        rho = scipy_stats.spearmanr(timed["flops"], timed["latency_1"]).statistic
-        shift = timed["latency_1"].rank() - timed["flops"].rank()
-        worst = shift.idxmax()
-        lines.append(
-            f"FLOPs and single-image latency have a Spearman rank correlation of {rho:.2f} over {len(timed)} models; the largest "
-            f"disagreement is {worst}, {_ordinal(timed['flops'].rank()[worst])} cheapest in FLOPs but "
-            f"{_ordinal(timed['latency_1'].rank()[worst])} in latency ({timed.loc[worst, 'flops'] / 1e6:,.1f} MFLOPs, {timed.loc[worst, 'latency_1']:.2f} ms), which is why FLOPs alone "
-            "mispredict CPU latency across families (Canziani et al. 2016; Bianco et al. 2018).")
-    return "\n\n".join(lines)
 
 
 def training_curves(selection: Selection) -> pd.DataFrame:
@@ -294,73 +261,6 @@ def pvalue_matrix(pairs: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     return matrix
 
 
-def _pair(pairs: pd.DataFrame, x: str, y: str) -> pd.Series | None:
-    """The test of x against y, in either order, or None."""
-    hit = pairs[((pairs["a"] == x) & (pairs["b"] == y)) | ((pairs["a"] == y) & (pairs["b"] == x))]
-    return hit.iloc[0] if len(hit) else None
-
-
-def verdict(pairs: pd.DataFrame, x: str, y: str, alpha: float = ALPHA) -> str:
-    """One sentence on x against y from the corrected test alone: '**A** beats **B**' only where it is significant."""
-    row = _pair(pairs, x, y)
-    if row is None:
-        return f"{x} and {y} were not tested against each other (no per-image predictions on the same test images)."
-    a, b, acc_a, acc_b, only_a, only_b = row["a"], row["b"], row["acc_a"], row["acc_b"], row["only_a"], row["only_b"]
-    if row["better"] == b:
-        a, b, acc_a, acc_b, only_a, only_b = b, a, acc_b, acc_a, only_b, only_a
-    detail = (f"{100 * acc_a:.2f}% against {100 * acc_b:.2f}%; {only_a:,} image{'' if only_a == 1 else 's'} right only for {a} and {only_b:,} only for {b}, "
-              f"McNemar {row['test']}, Holm-corrected p = {row['p_holm']:.2g}")
-    if row["significant"]:
-        return f"**{a}** beats **{b}** on this test set ({detail} < {alpha:g})."
-    return f"{a} and {b} are indistinguishable on this test set ({detail} ≥ {alpha:g})."
-
-
-def verdicts(pairs: pd.DataFrame, alpha: float = ALPHA) -> list[str]:
-    """A sentence per tested pair: the significant ones ('beats') first, by corrected p-value."""
-    ordered = pairs.sort_values(["significant", "p_holm"], ascending=[False, True])
-    return [verdict(pairs, row.a, row.b, alpha) for row in ordered.itertuples()]
-
-
-def neighbour_verdicts(table: pd.DataFrame, pairs: pd.DataFrame, alpha: float = ALPHA) -> list[str]:
-    """A sentence per pair of neighbours in the accuracy ranking: does each model differ from the next one down?"""
-    ranking = list(table.sort_values("acc", ascending=False).index)
-    return [verdict(pairs, a, b, alpha) for a, b in zip(ranking, ranking[1:])]
-
-
-def significance_text(selection: Selection, pairs: pd.DataFrame, alpha: float = ALPHA) -> str:
-    """How many pairs were tested, on how many images, and how many differ after Holm's correction."""
-    if pairs.empty:
-        return (f"{selection.title}: no two models have per-image test predictions on the same images in profile `{selection.profile}` "
-                "(records written before predictions were kept, or after a change of the test size), so no pair is tested.")
-    exact = int((pairs["test"] == "exact binomial").sum())
-    return (f"{selection.title}: {len(pairs)} pairs tested on {int(pairs['images'].iloc[0]):,} test images ({exact} with the exact binomial "
-            f"test, fewer than {stats.EXACT_BELOW} discordant images); {int(pairs['significant'].sum())} differ at a family-wise "
-            f"{alpha:g} after Holm's correction, the other {int((~pairs['significant']).sum())} are indistinguishable on this test set.")
-
-
-CLAIM = re.compile(r"\*\*(?P<winner>[^*]+)\*\* beats \*\*(?P<loser>[^*]+)\*\*")
-
-
-def unsupported_claims(text: str, pairs: pd.DataFrame) -> list[str]:
-    """The 'A beats B' claims of a text that no significant corrected test in `pairs` backs (with that winner), and any unparsed 'beats'."""
-    bad = []
-    for match in CLAIM.finditer(text):
-        row = _pair(pairs, match["winner"], match["loser"])
-        if row is None or not row["significant"] or row["better"] != match["winner"]:
-            bad.append(match.group())
-    if text.count(" beats ") != len(CLAIM.findall(text)):  # a claim in another form cannot be checked: refuse it
-        bad.append("a 'beats' that is not of the form **A** beats **B**")
-    return bad
-
-
-def checked(text: str, pairs: pd.DataFrame) -> str:
-    """The text, after making sure every 'beats' in it has a significant corrected test behind it."""
-    bad = unsupported_claims(text, pairs)
-    if bad:
-        raise AssertionError(f"claims without a significant corrected test: {bad}")
-    return text
-
-
 # ----------------------------------------------------------------------------------------------------------------------
 # Seeds, calibration, classes
 
@@ -373,21 +273,10 @@ def seed_table(table: pd.DataFrame) -> pd.DataFrame:
                          "std across seeds (pp)": (ranked["acc_std"] * 100).round(2), "gap to next (pp)": gaps.round(2)})
 
 
-def seed_text(table: pd.DataFrame) -> str:
-    """How the spread across seeds compares with the gaps between neighbouring models (Bouthillier et al. 2021)."""
-    seeds = seed_table(table)
-    spread = seeds.dropna(subset=["std across seeds (pp)"])
-    if spread.empty:
-        return ("No architecture has more than one seed in this profile: the gaps below are single runs, and seed-to-seed variation, which "
-                "Bouthillier et al. (2021) show can be as large as the differences being claimed, is not measured here (the runner's "
-                "`--seeds` adds it).")
-    widest = spread["std across seeds (pp)"].idxmax()
-    std = spread.loc[widest, "std across seeds (pp)"]
-    gaps = seeds["gap to next (pp)"].dropna()
-    smaller = int((gaps < std).sum())
-    return (f"{len(spread)} architecture(s) have {spread['seeds'].min()}–{spread['seeds'].max()} seeds. The widest spread is "
-            f"{widest}'s, a standard deviation of {std:.2f} pp; {smaller} of the {len(gaps)} gaps between neighbouring models in the "
-            "ranking are smaller than that, so those neighbours' order could change with the seed alone (Bouthillier et al. 2021).")
+def seed_accuracies(selection: Selection) -> pd.DataFrame:
+    """Test accuracy of every seed of every model: columns model, seed, acc."""
+    return pd.DataFrame([{"model": run.title, "seed": r["seed"], "acc": r["metrics"]["test_acc"]}
+                         for run in selection.runs.values() for r in run.records], columns=["model", "seed", "acc"])
 
 
 def calibration(selection: Selection) -> tuple[pd.DataFrame, dict[str, dict[str, np.ndarray]]]:
@@ -436,20 +325,6 @@ def shared_confusions(selection: Selection, k: int = 3) -> pd.DataFrame:
                           "mean share (%)": round(100 * mean[i, j], 1)} for i, j in top], columns=columns)
 
 
-def confusion_text(selection: Selection, shared: pd.DataFrame) -> str:
-    """Which confusions every model makes (a share above zero for all), else the most common ones on average, from shared_confusions."""
-    every = shared[shared["least share (%)"] > 0]
-    if len(every):
-        listed = "; ".join(f"{r['true class']} → {r['predicted']} (at least {r['least share (%)']:.1f}% of the {r['true class']} images "
-                           f"for every model, {r['mean share (%)']:.1f}% on average)" for _, r in every.iterrows())
-        return f"Every one of the {len(selection.runs)} models on {selection.title} makes these confusions: {listed}."
-    if shared.empty:
-        return f"No model on {selection.title} confuses any class."
-    listed = "; ".join(f"{r['true class']} → {r['predicted']} ({r['mean share (%)']:.1f}% on average)" for _, r in shared.iterrows())
-    return (f"No confusion is made by all {len(selection.runs)} models on {selection.title} (some predict few classes at all); "
-            f"the most common on average: {listed}.")
-
-
 # ----------------------------------------------------------------------------------------------------------------------
 # The seeds' numbers (literature, not this report's results)
 
@@ -489,106 +364,3 @@ def literature_table(summaries: dict[str, pd.DataFrame], selections: dict[str, S
                      "our data": selection.title if ours is not None else "—"})
     return pd.DataFrame(rows)
 
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Critical analysis
-
-
-def _ratio(table: pd.DataFrame, x: str, y: str, column: str) -> str:
-    """'2.1×': y's value of a cost over x's."""
-    return f"{table.loc[y, column] / table.loc[x, column]:.1f}×"
-
-
-def _step(table: pd.DataFrame, pairs: pd.DataFrame, x: str, y: str, alpha: float) -> str:
-    """From x to y: the cost multipliers, then the corrected test's verdict."""
-    return (f"From {x} to {y}, parameters change {_ratio(table, x, y, 'params')}, FLOPs {_ratio(table, x, y, 'flops')} "
-            f"and training time {_ratio(table, x, y, 'train_time_s')}. " + verdict(pairs, x, y, alpha))
-
-
-def _depthwise(table: pd.DataFrame, pairs: pd.DataFrame, resnet: str, mobile: str, alpha: float) -> str:
-    """MobileNetV2 against ResNet18: shares of FLOPs, parameters, latency and throughput, then the verdict."""
-    r, m = table.loc[resnet], table.loc[mobile]
-    flops = m["flops"] / r["flops"]
-    text = f"{mobile} needs {flops:.0%} of {resnet}'s FLOPs and {m['params'] / r['params']:.0%} of its parameters"
-    latency = m["latency_1"] / r["latency_1"]
-    if not np.isnan(latency):
-        text += (f", and takes {latency:.0%} of its single-image latency on {r['device']}: " +
-                 ("depthwise layers do little arithmetic per byte moved, so the FLOPs saved are not all time saved" if latency > flops else
-                  "here the FLOPs saved do show up as time saved"))
-    text += f"; it trains at {m['images_per_s'] / r['images_per_s']:.0%} of {resnet}'s images/s. "
-    return text + verdict(pairs, resnet, mobile, alpha)
-
-
-NOT_RECIPE = {"arch", "dataset", "profile", "device", "compile", "variant", "seed", "epochs", "batch_size", "lr", "train_size", "val_size",
-              "test_size", "patience"}  # what the profile or the run decides, not the training recipe
-
-
-def recipe_text(selection: Selection) -> str:
-    """Whether the compared runs share one training recipe (and which), or in which fields their recipes differ, from their configs."""
-    configs = [run.default["config"] for run in selection.runs.values()]
-    keys = sorted({k for c in configs for k in c} - NOT_RECIPE)
-    varying = [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
-    shared = ", ".join(f"{k.replace('_', ' ')} {configs[0].get(k)}" for k in keys if k not in varying)
-    lr = sorted({(c.get("lr"), c.get("batch_size")) for c in configs}, key=repr)
-    rates = "; ".join(f"peak learning rate {r:g} at batch {b}" for r, b in lr)
-    if not varying:
-        return f"every architecture here ran one recipe ({shared}; {rates}, scaled from the batch), tuned for none of them."
-    return (f"the runs share {shared} ({rates}); their recipes differ per architecture in {', '.join(v.replace('_', ' ') for v in varying)} "
-            "(the registry's per-architecture settings), and none was searched for.")
-
-
-def critical_analysis(selection: Selection, table: pd.DataFrame, pairs: pd.DataFrame, alpha: float = ALPHA) -> str:
-    """The critical analysis of one dataset, every number formatted from its records and tests; 'beats' only where a test says so."""
-    if table.empty:
-        return f"No runs of {selection.title} to analyse."
-    have = set(table.index)
-    t = {a: model_spec(a).title for a in REGISTRY}
-    parts = []
-    depth = [_step(table, pairs, t[x], t[y], alpha) for x, y in (("vgg16", "vgg19"), ("resnet18", "resnet50"), ("resnet50", "resnet101"))
-             if {t[x], t[y]} <= have]
-    if depth:
-        parts.append("**What depth bought.** " + " ".join(depth))
-    if {t["vgg16"], t["resnet18"]} <= have:
-        parts.append("**Residual connections** (a plain stack against a residual one). " + _step(table, pairs, t["vgg16"], t["resnet18"], alpha))
-    inception = [_step(table, pairs, t["vgg16"], t[x], alpha) for x in ("googlenet", "minigooglenet")
-                 if {t["vgg16"], t[x]} <= have]
-    if inception:
-        parts.append("**Inception modules.** " + " ".join(inception))
-    if {t["resnet18"], t["mobilenet_v2"]} <= have:
-        parts.append("**Depthwise convolutions.** " + _depthwise(table, pairs, t["resnet18"], t["mobilenet_v2"], alpha))
-    ranking = list(table.sort_values("acc", ascending=False).index)
-    epochs = sorted({int(e) for e in table["epochs"].dropna()})
-    images = sorted({int(n) for n in table["train_images"].dropna()})
-    budget = (f"{_span(epochs)} epoch(s) on {_span(images)} training images"
-              if epochs and images else "the profile's budget")
-    deep = [f"{name} ranks {_ordinal(ranking.index(name) + 1)}" for name in (t["resnet18"], t["resnet50"], t["resnet101"], t["vgg19"]) if name in ranking]
-    parts.append(
-        f"**What the budget changes.** In profile `{selection.profile}` ({budget}) the ranking by test accuracy is led by "
-        f"{', '.join(ranking[:3])}; of {len(ranking)}, {', '.join(deep) or 'no deep network was run'}. With full schedules the literature "
-        "ranks the deeper ResNets above ResNet18 and residual networks above VGG (He et al. 2016); a short budget favours networks that "
-        "learn fast per image seen, so a ranking at this budget is a statement about this budget, not about the architectures' ceilings.")
-    parts.append("**The seeds' future work.** Hyper-parameter optimisation: " + recipe_text(selection) + " A per-architecture search "
-                 "could reorder networks whose gaps are not significant. Additional datasets: the same code runs MNIST, Fashion-MNIST and "
-                 "CIFAR-10; how far a ranking carries from one to another is measured below.")
-    return checked("\n\n".join(parts), pairs)
-
-
-def transfer_text(summaries: dict[str, pd.DataFrame], selections: dict[str, Selection]) -> str:
-    """Kendall's tau between the accuracy rankings of every two datasets, over the architectures both compared."""
-    lines = []
-    for a, b in itertools.combinations([d for d, t in summaries.items() if len(t) >= 3], 2):
-        common = summaries[a].index.intersection(summaries[b].index)
-        if len(common) < 3:
-            continue
-        tau = scipy_stats.kendalltau(summaries[a].loc[common, "acc"], summaries[b].loc[common, "acc"]).statistic
-        lines.append(f"{selections[a].title} (`{selections[a].profile}`) against {selections[b].title} (`{selections[b].profile}`): "
-                     f"Kendall's tau {tau:.2f} over {len(common)} architectures")
-    if not lines:
-        return "Too few architectures compared on two datasets to relate their rankings."
-    return "Rank agreement of test accuracy between datasets (1: the same order, 0: unrelated): " + "; ".join(lines) + "."
-
-
-def seed_accuracies(selection: Selection) -> pd.DataFrame:
-    """Test accuracy of every seed of every model: columns model, seed, acc."""
-    return pd.DataFrame([{"model": run.title, "seed": r["seed"], "acc": r["metrics"]["test_acc"]}
-                         for run in selection.runs.values() for r in run.records], columns=["model", "seed", "acc"])

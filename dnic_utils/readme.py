@@ -130,18 +130,22 @@ def profile_table() -> str:
 
 def runtime_table(records: list[dict], planned: int) -> str:
     """The README's table of report wall times per profile, device and precision, from the runner's report-run records."""
-    rows = ["| profile | device | precision | notebooks timed | wall time, summed (min) | slowest notebook | last run |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| profile | device | precision | notebooks timed | wall time, summed (min) | slowest notebook | last run | notebooks at a time | "
+            "last call's wall time (min) |", "|---|---|---|---|---|---|---|---|---|"]
     runs = sorted((r for r in records if r["kind"] == "report" and r["metrics"].get("notebooks")), key=lambda r: PROFILES[r["profile"]].rank)
     for r in runs:
         times = {name: n["seconds"] for name, n in r["metrics"]["notebooks"].items()}
         slowest = max(times, key=times.get)
         precision = r.get("precision", "?")  # records named report-run-<device>, from before precision was recorded, lack it
+        jobs = sorted({n.get("jobs", 1) for n in r["metrics"]["notebooks"].values()})  # --jobs of the calls that timed them
         rows.append(f"| `{r['profile']}` | {device_label(r['device'])} | {precision} | {len(times)} of {planned} | "
-                    f"{r['metrics']['total_s'] / 60:.1f} | `{slowest}` ({times[slowest]:,.0f} s) | {r['created'][:10]} |")
+                    f"{r['metrics']['total_s'] / 60:.1f} | `{slowest}` ({times[slowest]:,.0f} s) | {r['created'][:10]} | "
+                    f"{'–'.join(map(str, dict.fromkeys([jobs[0], jobs[-1]])))} | {r['wall_time_s'] / 60:.1f} |")
     if not runs:
         return "_No timed report runs yet._\n"
-    return "\n".join(rows) + "\n\nEach notebook counts with its latest successful run (papermill execution, kernel start included).\n"
+    return "\n".join(rows) + ("\n\nEach notebook counts with its latest successful run (papermill execution, kernel start included). With "
+                               "`--jobs 2` the model notebooks run two at a time, so their times are taken side by side and the summed time exceeds "
+                               "the wall time; the last column is the wall time of the latest runner call alone.\n")
 
 
 def models_table(cards: list[dict]) -> str:

@@ -1,7 +1,7 @@
 """The report runner: executes every notebook in order with papermill and regenerates the README's tables.
 
-Usage: python -m dnic_utils.runner [--profile auto|smoke|quick|full] [--only GLOB] [--start-at NAME] [--skip-done]
-                                  [--stop-after SECONDS] [--seeds 0,1,2] [--force] [--tables-only]
+Usage: python -m dnic_utils.runner [--profile auto|smoke|quick|budget|full] [--only GLOB] [--start-at NAME] [--skip-done]
+                                  [--stop-after SECONDS] [--seeds 0,1,2] [--jobs N] [--force] [--tables-only]
 """
 
 from __future__ import annotations
@@ -13,7 +13,12 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
+from multiprocessing import get_context
 from pathlib import Path
 
 import nbformat
@@ -72,6 +77,18 @@ SEED_MINUTES = 15  # in the published profile, architectures whose default run t
 ALWAYS_SEEDED = {("cifar10", "resnet18"), ("cifar10", "vgg16")}  # and these, however long they take
 
 
+def jobs_arg(text: str) -> int | str:
+    """'auto' or a whole number ≥ 1: an argparse type for --jobs."""
+    return text if text == "auto" else positive_int(text)
+
+
+def resolve_jobs(jobs: int | str, profile: str) -> int:
+    """--jobs as a number: 'auto' is 2 below the published profile (demonstrations, whose times are not report numbers), else 1."""
+    if jobs != "auto":
+        return int(jobs)
+    return 2 if PROFILES[profile].rank < PROFILES[PUBLISHED].rank else 1
+
+
 def seed_list(text: str) -> tuple[int, ...]:
     """'0,1,2' as (0, 1, 2): an argparse type for --seeds."""
     try:
@@ -97,6 +114,12 @@ def seed_runs(items: list[Planned], profile: str, seeds: tuple[int, ...] | None)
                   or wall.get(key, math.inf) <= 60 * SEED_MINUTES]
         seeds = PUBLISHED_SEEDS
     return [(item, seed) for item in models for seed in seeds if seed != 0]
+
+
+def batch_order(items: list[Planned]) -> list[Planned | None]:
+    """The notebooks in plan order with None where the extra seeds train: after the last model notebook, before those that compare records."""
+    after_models = 1 + max((k for k, i in enumerate(items) if i.source == TEMPLATE), default=-1)
+    return [*items[:after_models], None, *items[after_models:]] if after_models else list(items)
 
 
 def run_seed(item: Planned, seed: int, profile: str, skip_done: bool) -> str:
@@ -187,6 +210,21 @@ def execute(root: Path, item: Planned, profile: str, out: Path, timeout: int) ->
     os.replace(work, out)
 
 
+def execute_timed(root: Path, item: Planned, profile: str, out: Path, timeout: int, deadline: float | None, label: str) -> float | None:
+    """execute() announced by `label`; its seconds, or None when the deadline (time.time()) passed before it could start."""
+    if deadline is not None and time.time() > deadline:
+        return None
+    print(label, flush=True)
+    t0 = time.perf_counter()
+    execute(root, item, profile, out, timeout)
+    return round(time.perf_counter() - t0, 1)
+
+
+def share_cores(jobs: int) -> None:
+    """In a worker of --jobs: its notebook kernels get cores/jobs threads each, unless OMP_NUM_THREADS is set."""
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
+
+
 def scrub_paths(text: str, root: Path) -> str:
     """`text` with the project root made relative ('.') and any other absolute path cut to its base name ('<path>' if it has none)."""
     for base in sorted({str(root), str(root.resolve())}, key=len, reverse=True):
@@ -207,10 +245,10 @@ def timing_record(profile: str, device: str, timings: dict[str, float], failures
     name = f"report-run-{device_slug(device, precision)}"  # one per device model and precision: an H100's times stay apart from an H200's
     earlier = [r for r in load_records() if r["kind"] == "report" and r["name"] == name and r["profile"] == profile]
     notebooks = dict(earlier[-1]["metrics"]["notebooks"]) if earlier else {}
-    record = make_record("report", name, profile, {k: options[k] for k in ("only", "start_at", "skip_done", "stop_after")}, {},
+    record = make_record("report", name, profile, {k: options.get(k) for k in ("only", "start_at", "skip_done", "stop_after", "jobs")}, {},
                          device=device, data={}, seed=0, wall_time_s=wall_time_s, failures=failures, precision=precision)
     for nb, seconds in timings.items():  # each notebook keeps the time, date and commit of its latest successful run
-        notebooks[nb] = {"seconds": seconds, "date": record["created"], "git_commit": record["git_commit"]}
+        notebooks[nb] = {"seconds": seconds, "date": record["created"], "git_commit": record["git_commit"], "jobs": options.get("jobs", 1)}
     record["metrics"] = {"notebooks": notebooks, "total_s": round(sum(n["seconds"] for n in notebooks.values()), 1)}
     return record
 
@@ -229,7 +267,7 @@ def regenerate_readme(root: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Execute the report; print per-notebook status; exit non-zero if any notebook failed."""
     parser = argparse.ArgumentParser(prog="python -m dnic_utils.runner", description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="auto", help="smoke, quick, full or auto (default; DNIC_PROFILE overrides)")
+    parser.add_argument("--profile", default="auto", help="smoke, quick, budget, full or auto (default; DNIC_PROFILE overrides)")
     parser.add_argument("--only", default="*", help="glob on notebook names, e.g. '*mnist*'")
     parser.add_argument("--start-at", default=None, help="skip the notebooks before this name (resume a batch run)")
     parser.add_argument("--skip-done", action="store_true", help="skip notebooks whose executed copy in notebooks/ already has this profile")
@@ -239,6 +277,10 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"extra seeds for every selected model, e.g. 0,1,2 (0 is the notebook's own run), trained into records of their "
                              f"own after the model notebooks; default: in {PUBLISHED}, {','.join(map(str, PUBLISHED_SEEDS))} for the models whose "
                              f"run took ≤ {SEED_MINUTES} min there and ResNet18 and VGG16 on CIFAR-10; elsewhere none (--seeds 0: none)")
+    parser.add_argument("--jobs", type=jobs_arg, default="auto",
+                        help="notebooks executed at once up to the extra seeds (00 and the model notebooks), each kernel with cores/jobs threads; "
+                             f"their times are then taken side by side (default: auto, 2 in the demonstration profiles below {PUBLISHED}, "
+                             "whose times are not report numbers, else 1)")
     parser.add_argument("--timeout", type=positive_int, default=3600, help="per-cell execution timeout in seconds")
     parser.add_argument("--data-dir", default=None, help="offline data root (sets DNIC_DATA_DIR)")
     parser.add_argument("--force", action="store_true", help="let a lower profile overwrite a higher profile's notebooks")
@@ -272,32 +314,52 @@ def main(argv: list[str] | None = None) -> int:
     shown = load_records()  # the records behind the README's rows before this batch, to name the rows it replaces
     failures, timings, start = [], {}, time.perf_counter()
     print(f"dnic report: {len(items)} notebook(s), profile {profile}", flush=True)
-    last_model = max((k for k, i in enumerate(items) if i.source == TEMPLATE), default=None)
-    for n, item in enumerate([*items, None], start=1):
-        if n - 2 == last_model and not train_seeds(seed_runs(items, profile, args.seeds), profile, args, start, failures):
-            break  # the extra seeds come right after the last model notebook, before the notebooks that compare the records
-        if item is None:
-            break
-        out = output_path(root, item, profile, args.force)
-        if args.skip_done and out.is_file() and notebook_profile(out) == profile:
-            print(f"[{n}/{len(items)}] {item.name}: done in this profile, skipped (--skip-done)", flush=True)
-            continue
-        if args.stop_after and time.perf_counter() - start > args.stop_after:
-            print(f"[{n}/{len(items)}] stopping: {args.stop_after} s have passed (--stop-after); resume with --start-at {item.name} or --skip-done", flush=True)
-            break
-        print(f"[{n}/{len(items)}] {item.name}", flush=True)
-        t0 = time.perf_counter()
+    args.jobs = resolve_jobs(args.jobs, profile)
+    deadline = time.time() + args.stop_after if args.stop_after else None
+    steps = batch_order(items)
+    side_by_side = steps[:steps.index(None)] if args.jobs > 1 and None in steps else []  # 00 and the model notebooks
+    waiting: list[tuple[Planned, Path, Future]] = []
+
+    def settle(item: Planned, out: Path, outcome: Callable[[], float | None]) -> bool:
+        """Report one notebook's outcome and keep its time; False when --stop-after stopped it before it started."""
         try:
-            execute(root, item, profile, out, args.timeout)
+            seconds = outcome()
         except Exception as err:
             failures.append(failure(root, item.name, err))
-            print(f"    FAILED after {time.perf_counter() - t0:.1f} s", flush=True)
-        else:
-            timings[item.name] = round(time.perf_counter() - t0, 1)
-            kept = "" if out.parent == root / "notebooks" else f" (a higher profile's notebook is kept; output in {out.relative_to(root)})"
-            print(f"    ok in {timings[item.name]} s{kept}", flush=True)
-        if timings:  # after every notebook, so that a batch stopped from outside keeps the times of those that finished
-            write_record(timing_record(profile, default_device(), timings, failures, time.perf_counter() - start, vars(args)))
+            print(f"    {item.name} FAILED", flush=True)
+            return True
+        if seconds is None:
+            print(f"    {item.name}: stopping: {args.stop_after} s have passed (--stop-after); resume with --start-at {item.name} or --skip-done",
+                  flush=True)
+            return False
+        timings[item.name] = seconds
+        kept = "" if out.parent == root / "notebooks" else f" (a higher profile's notebook is kept; output in {out.relative_to(root)})"
+        print(f"    {item.name} ok in {seconds} s{kept}", flush=True)
+        # after every notebook, so that a batch stopped from outside keeps the times of those that finished
+        write_record(timing_record(profile, default_device(), timings, failures, time.perf_counter() - start, vars(args)))
+        return True
+
+    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn"), initializer=share_cores, initargs=(args.jobs,)) \
+            if side_by_side else nullcontext() as pool:
+        for item in steps:
+            if item is None:  # the extra seeds, once the notebooks before them are done
+                going = all([settle(i, o, f.result) for i, o, f in waiting])
+                waiting.clear()
+                if going and train_seeds(seed_runs(items, profile, args.seeds), profile, args, start, failures):
+                    continue
+                break
+            out = output_path(root, item, profile, args.force)
+            label = f"[{items.index(item) + 1}/{len(items)}] {item.name}"
+            if args.skip_done and out.is_file() and notebook_profile(out) == profile:
+                print(f"{label}: done in this profile, skipped (--skip-done)", flush=True)
+                continue
+            task = (execute_timed, root, item, profile, out, args.timeout, deadline, label)
+            if item in side_by_side:
+                waiting.append((item, out, pool.submit(*task)))
+            elif not settle(item, out, partial(*task)):
+                break
+        for i, o, f in waiting:  # side-by-side notebooks of a batch without a seed step
+            settle(i, o, f.result)
     summary = f"{len(timings)} ok, {len(failures)} failed, {time.perf_counter() - start:.0f} s in all"
     if timings:
         regenerate_readme(root)

@@ -10,11 +10,19 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+if TYPE_CHECKING:
+    from dnic_utils import compare
+
 os.environ.setdefault("DNIC_PROFILE", "smoke")
 os.environ.setdefault("DNIC_QUIET", "1")
+# Under pytest-xdist (`-n 2` in pyproject.toml) the workers share the cores: each worker, and the notebook kernels it
+# starts, gets its share of threads instead of every one spinning a thread per core.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
@@ -110,3 +118,13 @@ def fixture_data(fixture_root: Path, fixture_cache: Path, monkeypatch: pytest.Mo
     """The shipped fixture root, with DNIC_CACHE_DIR pointed at the session's temporary cache."""
     monkeypatch.setenv("DNIC_CACHE_DIR", str(fixture_cache))
     return fixture_root
+
+
+@pytest.fixture
+def trio() -> compare.Selection:
+    """LeNet-5 right on 190 images, VGG16 on 120 (a large gap), ResNet18 on 189 (one image from LeNet-5)."""
+    from compare_records import correct_first, record  # imported here: the other tests need neither torch nor the records
+    from dnic_utils import compare
+
+    return compare.select([record("lenet5", correct=correct_first(190)), record("vgg16", correct=correct_first(120)),
+                           record("resnet18", correct=correct_first(189))], "cifar10", "quick")

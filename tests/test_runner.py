@@ -8,6 +8,7 @@ import hashlib
 import json
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -156,6 +157,7 @@ def test_timing_records_are_kept_apart_by_device_and_precision(project_dir: Path
     assert table.splitlines()[0].startswith("| profile | device | precision | notebooks timed |")
     smoke_row, legacy_row, full_row = table.splitlines()[2:5]
     assert smoke_row.startswith(f"| `smoke` | CPU (AMD EPYC, 2 threads) | {precision} | 1 of 40 |")
+    assert smoke_row.endswith(" | 1 | 0.0 |")  # one notebook at a time; the call's own wall time (1 s)
     assert legacy_row.startswith("| `full` | NVIDIA H100 80GB HBM3 | ? | 1 of 40 | 0.2 | `101_a` (10 s) |")
     assert full_row.startswith("| `full` | NVIDIA H100 80GB HBM3 | bfloat16 | 1 of 40 | 0.4 | `102_b` (25 s) |")
 
@@ -184,14 +186,14 @@ def test_skip_done_resumes_where_an_earlier_call_stopped(fake_batch: tuple[Path,
     root, ran = fake_batch
     write_notebook(root / "notebooks" / "100_mnist_lenet5.ipynb", "smoke")  # done in this profile
     write_notebook(root / "notebooks" / "101_mnist_lenet5.ipynb", "quick")  # another profile's: not done for smoke
-    assert runner.main(["--profile", "smoke", "--skip-done", "--force"]) == 0
+    assert runner.main(["--profile", "smoke", "--jobs", "1", "--skip-done", "--force"]) == 0
     assert ran == ["101_mnist_lenet5", "102_mnist_lenet5"]
     assert "100_mnist_lenet5: done in this profile, skipped" in capsys.readouterr().out
 
 
 def test_stop_after_starts_no_notebook_past_the_limit(fake_batch: tuple[Path, list[str]], capsys: pytest.CaptureFixture) -> None:
     root, ran = fake_batch
-    assert runner.main(["--profile", "smoke", "--stop-after", "1"]) == 0
+    assert runner.main(["--profile", "smoke", "--jobs", "1", "--stop-after", "1"]) == 0
     assert ran == ["100_mnist_lenet5", "101_mnist_lenet5"]  # the second starts at 0.6 s, the third would start at 1.2 s
     assert "stopping: 1 s have passed (--stop-after); resume with --start-at 102_mnist_lenet5" in capsys.readouterr().out
     [record] = [json.loads(p.read_text()) for p in (root / "results" / "smoke").glob("report-run-cpu-*.json")]
@@ -220,7 +222,7 @@ def test_a_run_in_which_nothing_succeeds_changes_no_committed_file(fake_batch: t
         raise FileNotFoundError(f"No such file or directory: '{root / runner.TEMPLATE}'")
 
     monkeypatch.setattr(runner, "execute", fail)
-    assert runner.main(["--profile", "smoke"]) == 1
+    assert runner.main(["--profile", "smoke", "--jobs", "1"]) == 1
     assert path.read_bytes() == before and [p.name for p in path.parent.iterdir()] == [path.name]
     assert regenerated == []
     assert "no notebook succeeded: README.md and the timing record left as they were; 0 ok, 3 failed" in capsys.readouterr().out
@@ -239,7 +241,7 @@ def test_failures_in_the_timing_record_name_notebook_cell_and_error_without_mach
         succeed(root, item, profile, out, timeout)
 
     monkeypatch.setattr(runner, "execute", execute)
-    assert runner.main(["--profile", "smoke"]) == 1
+    assert runner.main(["--profile", "smoke", "--jobs", "1"]) == 1
     [record] = [json.loads(p.read_text()) for p in (root / "results" / "smoke").glob("report-run-*.json")]
     assert set(record["metrics"]["notebooks"]) == {"102_mnist_lenet5"}
     assert record["failures"] == [
@@ -264,7 +266,7 @@ def test_the_runner_prints_the_readme_rows_a_batch_replaced(fake_batch: tuple[Pa
         succeed(root, item, profile, out, timeout)
 
     monkeypatch.setattr(runner, "execute", execute)
-    assert runner.main(["--profile", "smoke"]) == 0
+    assert runner.main(["--profile", "smoke", "--jobs", "1"]) == 0
     replaced = [line for line in capsys.readouterr().out.splitlines() if line.startswith("replaced README row")]
     assert replaced == ["replaced README row MNIST · LeNet-5 · smoke: CPU (Intel Xeon, 2 threads) fp32 2026-11-20 → CPU (AMD EPYC, 2 threads) bfloat16 2026-11-30"]
 
@@ -306,7 +308,7 @@ def test_the_runner_regenerates_notebooks_records_and_readme_in_smoke(data_root:
               if runner.notebook_profile(p) in PROFILES and PROFILES[runner.notebook_profile(p)].rank > PROFILES["smoke"].rank}
     start = time.time()
 
-    code = runner.main(["--profile", "smoke", "--only", SAMPLE, "--data-dir", str(data_root)])
+    code = runner.main(["--profile", "smoke", "--only", SAMPLE, "--data-dir", str(data_root), "--jobs", "2"])  # two worker processes
 
     out = capsys.readouterr()
     assert code == 0, f"the smoke report failed:\n{out.out}\n{out.err}"
@@ -322,7 +324,7 @@ def test_the_runner_regenerates_notebooks_records_and_readme_in_smoke(data_root:
     for path, digest in higher.items():  # a higher profile's committed notebook is never replaced by smoke
         assert sha(path) == digest, path
     [record] = [json.loads(p.read_text()) for p in (root / "results" / "smoke").glob("report-run-cpu-*.json")]
-    assert record["failures"] == [] and set(record["metrics"]["notebooks"]) == set(expected)
+    assert record["failures"] == [] and set(record["metrics"]["notebooks"]) == set(expected) and record["config"]["jobs"] == 2
     assert "| `smoke` | CPU" in readme_section(root, "runtimes")
     for item in items[1:]:
         run_record = json.loads((root / "results" / "smoke" / f"{item.parameters['dataset']}-{item.parameters['arch']}.json").read_text())
@@ -350,7 +352,7 @@ def test_a_failing_notebook_is_reported_with_its_cell_and_the_run_exits_1(tmp_pa
     bad = runner.Planned("199_mnist_nope", runner.TEMPLATE, {"arch": "nope", "dataset": "mnist"}, "# 199 · nope on MNIST")
     monkeypatch.setattr(runner, "plan", lambda: [bad])
 
-    code = runner.main(["--profile", "smoke"])
+    code = runner.main(["--profile", "smoke", "--jobs", "1"])
 
     err = capsys.readouterr().err
     assert code == 1
@@ -470,24 +472,68 @@ def seeded_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def test_seeds_run_after_the_model_notebooks_and_before_the_comparison(seeded_batch: list[str]) -> None:
-    assert runner.main(["--profile", "smoke", "--seeds", "0,1,2"]) == 0
+    assert runner.main(["--profile", "smoke", "--jobs", "1", "--seeds", "0,1,2"]) == 0
     assert seeded_batch == ["101_mnist_lenet5", "102_mnist_vgg16", "101_mnist_lenet5 seed 1", "101_mnist_lenet5 seed 2",
                             "102_mnist_vgg16 seed 1", "102_mnist_vgg16 seed 2", "50_compare"]
 
 
+def test_batch_order_places_the_seed_step_after_the_last_model_and_omits_it_without_models() -> None:
+    items = runner.plan()
+    order = runner.batch_order(items)
+    step = order.index(None)
+    assert order[step - 1].source == runner.TEMPLATE and all(i.source != runner.TEMPLATE for i in order[step + 1:])
+    assert [i for i in order if i is not None] == items
+    studies = [i for i in items if i.source != runner.TEMPLATE]
+    assert runner.batch_order(studies) == studies
+
+
+def test_jobs_run_the_model_notebooks_side_by_side_then_the_seeds_then_the_rest_in_order(seeded_batch: list[str],
+                                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[float] = []
+    plain = runner.execute
+
+    def slow(*args: object) -> None:
+        started.append(time.perf_counter())
+        time.sleep(0.5)
+        plain(*args)
+
+    monkeypatch.setattr(runner, "execute", slow)
+    # threads stand in for the worker processes, which would not see the fakes above
+    monkeypatch.setattr(runner, "ProcessPoolExecutor", lambda jobs, mp_context, initializer, initargs: ThreadPoolExecutor(jobs))
+    assert runner.main(["--profile", "smoke", "--seeds", "0,1", "--jobs", "2"]) == 0
+    assert sorted(seeded_batch[:2]) == ["101_mnist_lenet5", "102_mnist_vgg16"] and abs(started[1] - started[0]) < 0.4  # together
+    assert seeded_batch[2:] == ["101_mnist_lenet5 seed 1", "102_mnist_vgg16 seed 1", "50_compare"]
+
+
+def test_jobs_default_to_two_in_the_demonstration_profiles_and_one_where_times_are_report_numbers() -> None:
+    assert [runner.resolve_jobs("auto", p) for p in ("smoke", "quick", "budget", "full")] == [2, 2, 1, 1]
+    assert runner.resolve_jobs(3, "budget") == 3
+    with pytest.raises(argparse.ArgumentTypeError, match="whole number"):
+        runner.jobs_arg("two")
+
+
+def test_jobs_share_the_cores_between_the_workers_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(runner.os, "cpu_count", lambda: 8)
+    runner.share_cores(2)
+    assert runner.os.environ["OMP_NUM_THREADS"] == "4"
+    runner.share_cores(16)  # a value already set (by the user, or here) is kept
+    assert runner.os.environ["OMP_NUM_THREADS"] == "4"
+
+
 def test_seeds_respect_only_and_make_nothing_extra_by_default(seeded_batch: list[str]) -> None:
-    assert runner.main(["--profile", "smoke", "--seeds", "0,3", "--only", "*vgg16"]) == 0
+    assert runner.main(["--profile", "smoke", "--jobs", "1", "--seeds", "0,3", "--only", "*vgg16"]) == 0
     assert seeded_batch == ["102_mnist_vgg16", "102_mnist_vgg16 seed 3"]
     seeded_batch.clear()
-    assert runner.main(["--profile", "smoke"]) == 0  # not the published profile: no seeds unless asked
+    assert runner.main(["--profile", "smoke", "--jobs", "1"]) == 0  # not the published profile: no seeds unless asked
     assert seeded_batch == ["101_mnist_lenet5", "102_mnist_vgg16", "50_compare"]
     seeded_batch.clear()
-    assert runner.main(["--profile", "smoke", "--seeds", "1", "--only", "50_*"]) == 0  # no model selected: no seed to run
+    assert runner.main(["--profile", "smoke", "--jobs", "1", "--seeds", "1", "--only", "50_*"]) == 0  # no model selected: no seed to run
     assert seeded_batch == ["50_compare"]
 
 
 def test_stop_after_stops_the_seeds_too(seeded_batch: list[str], capsys: pytest.CaptureFixture) -> None:
-    assert runner.main(["--profile", "smoke", "--seeds", "0,1,2", "--stop-after", "1"]) == 0
+    assert runner.main(["--profile", "smoke", "--jobs", "1", "--seeds", "0,1,2", "--stop-after", "1"]) == 0
     assert seeded_batch[:2] == ["101_mnist_lenet5", "102_mnist_vgg16"] and "50_compare" not in seeded_batch
     assert 1 <= len(seeded_batch) - 2 < 4  # seeds 0.4 s each: the limit falls among them
     assert "stopping: 1 s have passed (--stop-after); resume with --skip-done" in capsys.readouterr().out
@@ -499,7 +545,7 @@ def test_a_failed_seed_is_reported_and_the_batch_goes_on(seeded_batch: list[str]
         raise RuntimeError("out of memory")
 
     monkeypatch.setattr(runner, "run_seed", run_seed)
-    assert runner.main(["--profile", "smoke", "--seeds", "1", "--only", "*lenet5"]) == 1
+    assert runner.main(["--profile", "smoke", "--jobs", "1", "--seeds", "1", "--only", "*lenet5"]) == 1
     assert "FAILED 101_mnist_lenet5 seed 1: RuntimeError: out of memory" in capsys.readouterr().err
 
 

@@ -1,0 +1,111 @@
+"""The comparison's prose on synthetic records: the significance sentences, the claim check and the texts formatted from the tables."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from compare_records import correct_first, record
+from dnic_utils import compare, compare_text, stats
+from dnic_utils.models import REGISTRY
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Significance sentences and the claims made in them
+
+
+def test_beats_only_where_the_corrected_test_says_so(trio: compare.Selection) -> None:
+    pairs = compare.significance(trio)
+    assert compare_text.verdict(pairs, "VGG16", "LeNet-5").startswith("**LeNet-5** beats **VGG16** on this test set")
+    same = compare_text.verdict(pairs, "LeNet-5", "ResNet18")
+    assert same.startswith("LeNet-5 and ResNet18 are indistinguishable on this test set") and "beats" not in same
+    assert "were not tested" in compare_text.verdict(pairs, "LeNet-5", "GoogLeNet")
+
+
+def claims(text: str) -> list[tuple[str, str]]:
+    """Every (winner, loser) a text claims with 'beats', read independently of the code under test."""
+    found = re.findall(r"\*\*([^*]+)\*\* beats \*\*([^*]+)\*\*", text)
+    assert text.count("beats") == len(found), "a 'beats' in a form the check cannot read"
+    return found
+
+
+def test_every_beats_sentence_has_a_significant_corrected_test_behind_it(trio: compare.Selection) -> None:
+    """The acceptance check: generated text claims 'A beats B' only where the Holm-corrected McNemar test of A and B is significant."""
+    records = [record(a, correct=correct_first(n)) for a, n in zip(REGISTRY, (195, 190, 120, 189, 60, 150, 150, 149, 30, 100, 110, 180, 175, 170))]
+    for selection in (trio, compare.select(records, "cifar10", "quick")):
+        table, pairs = compare.summary(selection, resamples=200), compare.significance(selection)
+        text = "\n".join(compare_text.verdicts(pairs)) + "\n" + compare_text.critical_analysis(selection, table, pairs)
+        assert claims(text), "the fixture should produce at least one significant difference"
+        for winner, loser in claims(text):
+            correct = {run.title: np.asarray(compare._correct(run.default)) for run in selection.runs.values()}
+            test = stats.mcnemar(correct[winner], correct[loser])
+            assert test.only_a > test.only_b, f"{winner} beats {loser}, but {loser} is right on more discordant images"
+            row = pairs[((pairs["a"] == winner) & (pairs["b"] == loser)) | ((pairs["a"] == loser) & (pairs["b"] == winner))].iloc[0]
+            assert row["p"] == pytest.approx(test.p_value) and row["p_holm"] < compare.ALPHA, f"{winner} beats {loser} without a significant test"
+        not_significant = pairs[~pairs["significant"]]
+        for row in not_significant.itertuples():
+            assert "indistinguishable" in compare_text.verdict(pairs, row.a, row.b)
+        assert compare_text.unsupported_claims(text, pairs) == []
+
+
+def test_the_claim_check_refuses_a_claim_without_a_significant_test(trio: compare.Selection) -> None:
+    pairs = compare.significance(trio)
+    assert compare_text.unsupported_claims("**LeNet-5** beats **ResNet18** by a hair.", pairs) == ["**LeNet-5** beats **ResNet18**"]
+    assert compare_text.unsupported_claims("**VGG16** beats **LeNet-5**.", pairs) == ["**VGG16** beats **LeNet-5**"]  # wrong winner
+    assert compare_text.unsupported_claims("**LeNet-5** beats **GoogLeNet**.", pairs) == ["**LeNet-5** beats **GoogLeNet**"]  # never tested
+    assert compare_text.unsupported_claims("LeNet-5 beats VGG16.", pairs) != []  # a claim the check cannot read is refused too
+    with pytest.raises(AssertionError, match="without a significant corrected test"):
+        compare_text.checked("**LeNet-5** beats **ResNet18**.", pairs)
+    assert compare_text.checked("**LeNet-5** beats **VGG16**.", pairs) == "**LeNet-5** beats **VGG16**."
+
+
+def test_the_critical_analysis_is_formatted_from_the_records(trio: compare.Selection) -> None:
+    records = [record(a, correct=correct_first(n)) for a, n in (("vgg16", 120), ("vgg19", 125), ("resnet18", 189), ("mobilenet_v2", 150))]
+    selection = compare.select(records, "cifar10", "quick")
+    table, pairs = compare.summary(selection, resamples=200), compare.significance(selection)
+    text = compare_text.critical_analysis(selection, table, pairs)
+    vgg16, vgg19 = table.loc["VGG16"], table.loc["VGG19"]
+    assert f"From VGG16 to VGG19, parameters change {vgg19['params'] / vgg16['params']:.1f}×" in text
+    mobile, resnet = table.loc["MobileNetV2"], table.loc["ResNet18"]
+    assert f"MobileNetV2 needs {mobile['flops'] / resnet['flops']:.0%} of ResNet18's FLOPs" in text
+    assert f"takes {mobile['latency_1'] / resnet['latency_1']:.0%} of its single-image latency" in text
+    assert "**The seeds' future work.**" in text and "Hyper-parameter optimisation" in text and "Additional datasets" in text
+    assert "ranking by test accuracy is led by ResNet18, MobileNetV2, VGG19" in text
+    assert compare_text.critical_analysis(compare.select([], "cifar10", "quick"), table.iloc[:0], pairs.iloc[:0]).startswith("No runs")
+
+
+def test_cost_text_names_the_fronts_and_the_latency_disagreement() -> None:
+    records = [record(a, correct=correct_first(n)) for a, n in (("lenet5", 100), ("vgg16", 150), ("vgg19", 140), ("resnet18", 190))]
+    table = compare.summary(compare.select(records, "cifar10", "quick"), resamples=200)
+    text = compare_text.cost_text(table)
+    assert "On parameters, the Pareto front (no model both cheaper and more accurate) is: LeNet-5, VGG16, ResNet18." in text
+    assert "Spearman rank correlation of 1.00 over 4 models" in text  # the synthetic costs grow together
+
+
+def test_ranking_transfer_between_datasets() -> None:
+    archs = ["lenet5", "vgg16", "resnet18"]
+    records = [record(a, dataset=d, correct=correct_first(n)) for d in ("cifar10", "mnist") for a, n in zip(archs, (100, 150, 190))]
+    selections = {d: compare.select(records, d, "quick") for d in ("cifar10", "mnist")}
+    summaries = {d: compare.summary(s, resamples=200) for d, s in selections.items()}
+    assert "Kendall's tau 1.00 over 3 architectures" in compare_text.transfer_text(summaries, selections)
+
+
+def test_neighbours_and_the_significance_summary(trio: compare.Selection) -> None:
+    table, pairs = compare.summary(trio, resamples=200), compare.significance(trio)
+    sentences = compare_text.neighbour_verdicts(table, pairs)
+    assert len(sentences) == 2 and sentences[0].startswith("LeNet-5 and ResNet18 are indistinguishable")
+    assert sentences[1].startswith("**ResNet18** beats **VGG16**")
+    text = compare_text.significance_text(trio, pairs)
+    assert "3 pairs tested on 200 test images" in text and "2 differ at a family-wise 0.05" in text and "the other 1 are" in text
+
+
+def test_the_recipe_text_says_whether_the_runs_share_one_recipe() -> None:
+    same = compare.select([record("lenet5"), record("vgg16")], "cifar10", "quick")
+    assert compare_text.recipe_text(same).startswith("every architecture here ran one recipe (")
+    assert "optimizer sgd" in compare_text.recipe_text(same)
+    vgg = record("vgg16")
+    vgg["config"]["label_smoothing"] = 0.0  # as a registry recipe of its own would set it
+    differ = compare.select([record("lenet5"), vgg], "cifar10", "quick")
+    assert "their recipes differ per architecture in label smoothing" in compare_text.recipe_text(differ)
