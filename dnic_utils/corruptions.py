@@ -23,7 +23,7 @@ SEVERITIES = (1, 2, 3)
 NOISE_SEED = 0  # Gaussian noise is drawn from this seed, so every model sees the same noisy images
 # Test images per profile (a seeded subset, the same for every model). Each model is evaluated 16 times: on a 2-core CPU the
 # budget default still takes minutes over every architecture (a GPU, seconds); the notebook's corruption_images overrides it
-IMAGES = {"smoke": 32, "quick": 64, "budget": 200, "full": 2000}
+IMAGES = {"smoke": 16, "quick": 32, "budget": 200, "full": 2000}
 
 
 def _noise(images: torch.Tensor, sigma: float) -> torch.Tensor:

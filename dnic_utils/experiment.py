@@ -106,8 +106,12 @@ def model_for_run(cfg: RunConfig, splits: Splits, loaders: Loaders) -> nn.Module
     return model
 
 
-def run(cfg: RunConfig, data_dir: str | None = None, resume: bool = True) -> Experiment:
-    """Train cfg.arch on cfg.dataset, select the best validation epoch, test once, save the trained model and write the run record."""
+def run(cfg: RunConfig, data_dir: str | None = None, resume: bool = True, latency: bool = True) -> Experiment:
+    """Train cfg.arch on cfg.dataset, select the best validation epoch, test once, save the trained model and write the run record.
+
+    latency=False leaves out the inference-latency measurement (the profile's batches, six passes each): studies whose tables never
+    show it save those passes on every run.
+    """
     start = time.perf_counter()
     seed_everything(cfg.seed)  # before the model is built, so the seed fixes the initial weights too
     splits = transfer_splits(load_splits(cfg.dataset, cfg.train_size, cfg.val_size, cfg.test_size, data_dir), cfg.classes,
@@ -148,7 +152,7 @@ def run(cfg: RunConfig, data_dir: str | None = None, resume: bool = True) -> Exp
         "epochs_run": len(history),
         "train_time_s": sum(row["train_time_s"] for row in history),
         "images_per_s": sum(r["images_per_s"] * r["train_time_s"] for r in history) / sum(r["train_time_s"] for r in history),
-        "latency_ms": {b: inference_latency(model, shape, b, cfg.device, amp) for b in PROFILES[cfg.profile].latency_batches},
+        "latency_ms": {b: inference_latency(model, shape, b, cfg.device, amp) for b in PROFILES[cfg.profile].latency_batches} if latency else {},
         "amp": amp_label(amp),
         "tta": cfg.tta,
         **model_cost(cfg.arch, len(info.classes), info.channels, size),

@@ -10,7 +10,7 @@ import torch
 
 from dnic_utils import experiment, records, report, train
 from dnic_utils.checkpoint import load_trained
-from dnic_utils.config import make_config
+from dnic_utils.config import PROFILES, make_config
 from dnic_utils.errors import DnicError
 from dnic_utils.models import weightedsum
 
@@ -31,6 +31,13 @@ def test_a_run_writes_its_record_under_the_project(weighted_sum_run: experiment.
     assert weighted_sum_run.record_path == project_dir / "results" / "smoke" / "mnist-weightedsumnet.json"
     assert weighted_sum_run.record_path.is_file()
     assert weighted_sum_run.metrics["tta"] == "off"
+    assert set(weighted_sum_run.metrics["latency_ms"]) == set(PROFILES["smoke"].latency_batches)
+
+
+def test_a_run_without_latency_measures_none_and_its_summary_shows_none(project_dir: Path, fixture_data: Path) -> None:
+    plain = experiment.run(make_config("lenet5", "mnist", profile="smoke"), data_dir=str(fixture_data), latency=False)
+    assert plain.metrics["latency_ms"] == {} and records.read_record("smoke", plain.name)["metrics"]["latency_ms"] == {}
+    assert not any(label.startswith("latency") for label in plain.summary_table().index)
 
 
 def test_learned_branch_weights_are_measured_on_validation_images(weighted_sum_run: experiment.Experiment) -> None:

@@ -44,6 +44,22 @@ def test_every_arm_is_a_valid_run_and_transfers_name_their_sources() -> None:
         assert cfg.seed != next(c.seed for c in configs if c.run_name == cfg.source)  # new layers from another draw
 
 
+def test_the_study_runs_each_configuration_once_without_measuring_latency(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    def fake_run(cfg, data_dir=None, resume=True, latency=True):  # noqa: ANN001, ANN202 - stands in for experiment.run
+        calls.append((cfg.run_name, latency))
+        record = {"name": cfg.run_name, "metrics": {"test_acc": 0.5, "best_val_acc": 0.5, "train_time_s": 1.0, "images_per_s": 1.0},
+                  "data": {"sizes": {"test": 10, "train": 10}}}
+        return type("Finished", (), {"record": record})()
+
+    monkeypatch.setattr(ts, "run", fake_run)
+    arms = ts.part_c("smoke")
+    table = ts.run_arms(arms, "smoke")
+    assert len(table) == len(arms) and len(calls) == len({a.config("smoke").run_name for a in arms})
+    assert not any(latency for _, latency in calls)
+
+
 def rows_a(frozen: float, tuned: float, sizes: dict[int, float], low: float, one: float, n: int = 2000) -> pd.DataFrame:
     """A Part A table with the given test accuracies."""
     rows = [{"arm": "treatment", "treatment": t, "test_acc": acc} for t, acc in ((ts.FROZEN, frozen), (ts.ALL, tuned), (ts.SCRATCH, 0.4))]
