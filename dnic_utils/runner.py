@@ -73,6 +73,7 @@ def plan() -> list[Planned]:
 
 PUBLISHED = "budget"  # the profile whose numbers the report publishes: there the runner adds seeds by itself
 PUBLISHED_SEEDS = (0, 1, 2)
+DEMO_TIMEOUT = 3600  # seconds per cell below the published profile: a hung cell fails; in budget and full a cell may train for hours
 SEED_MINUTES = 15  # in the published profile, architectures whose default run took at most this long get the extra seeds
 ALWAYS_SEEDED = {("cifar10", "resnet18"), ("cifar10", "vgg16")}  # and these, however long they take
 
@@ -183,7 +184,7 @@ def materialise(root: Path, item: Planned, profile: str) -> Path:
     return path
 
 
-def execute(root: Path, item: Planned, profile: str, out: Path, timeout: int) -> None:
+def execute(root: Path, item: Planned, profile: str, out: Path, timeout: int | None) -> None:
     """Run one notebook with papermill; only a successful run replaces `out` (a failed one goes to build/<profile>/failed/)."""
     import papermill as pm
 
@@ -210,7 +211,8 @@ def execute(root: Path, item: Planned, profile: str, out: Path, timeout: int) ->
     os.replace(work, out)
 
 
-def execute_timed(root: Path, item: Planned, profile: str, out: Path, timeout: int, deadline: float | None, label: str) -> float | None:
+def execute_timed(root: Path, item: Planned, profile: str, out: Path, timeout: int | None, deadline: float | None,
+                  label: str) -> float | None:
     """execute() announced by `label`; its seconds, or None when the deadline (time.time()) passed before it could start."""
     if deadline is not None and time.time() > deadline:
         return None
@@ -281,7 +283,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="notebooks executed at once up to the extra seeds (00 and the model notebooks), each kernel with cores/jobs threads; "
                              f"their times are then taken side by side (default: auto, 2 in the demonstration profiles below {PUBLISHED}, "
                              "whose times are not report numbers, else 1)")
-    parser.add_argument("--timeout", type=positive_int, default=3600, help="per-cell execution timeout in seconds")
+    parser.add_argument("--timeout", type=positive_int, default=None,
+                        help=f"per-cell execution timeout in seconds (default: {DEMO_TIMEOUT} below {PUBLISHED}; none in {PUBLISHED} and full, "
+                             "where one training cell can take hours on a CPU)")
     parser.add_argument("--data-dir", default=None, help="offline data root (sets DNIC_DATA_DIR)")
     parser.add_argument("--force", action="store_true", help="let a lower profile overwrite a higher profile's notebooks")
     parser.add_argument("--list", action="store_true", help="print the plan and exit")
@@ -315,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     failures, timings, start = [], {}, time.perf_counter()
     print(f"dnic report: {len(items)} notebook(s), profile {profile}", flush=True)
     args.jobs = resolve_jobs(args.jobs, profile)
+    if args.timeout is None and PROFILES[profile].rank < PROFILES[PUBLISHED].rank:
+        args.timeout = DEMO_TIMEOUT
     deadline = time.time() + args.stop_after if args.stop_after else None
     steps = batch_order(items)
     side_by_side = steps[:steps.index(None)] if args.jobs > 1 and None in steps else []  # 00 and the model notebooks

@@ -512,6 +512,17 @@ def test_jobs_default_to_two_in_the_demonstration_profiles_and_one_where_times_a
         runner.jobs_arg("two")
 
 
+@pytest.mark.parametrize(("profile", "given", "expected"), [("smoke", None, runner.DEMO_TIMEOUT), ("budget", None, None), ("budget", "60", 60)])
+def test_cells_time_out_in_the_demonstration_profiles_only_unless_told(fake_batch: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch,
+                                                                       profile: str, given: str | None, expected: int | None) -> None:
+    monkeypatch.delenv("DNIC_PROFILE", raising=False)  # the fixture's smoke would win over --profile
+    seen = []
+    monkeypatch.setattr(runner, "execute_timed", lambda root, item, prof, out, timeout, deadline, label: seen.append(timeout) or 0.1)
+    monkeypatch.setattr(runner, "write_record", lambda record: None)
+    assert runner.main(["--profile", profile, "--jobs", "1", "--force", *(["--timeout", given] if given else [])]) == 0
+    assert seen and set(seen) == {expected}
+
+
 def test_jobs_share_the_cores_between_the_workers_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(runner.os, "cpu_count", lambda: 8)
