@@ -364,8 +364,6 @@ def main(argv: list[str] | None = None) -> int:
                 waiting.append((item, out, pool.submit(*task)))
             elif not settle(item, out, partial(*task)):
                 break
-        for i, o, f in waiting:  # side-by-side notebooks of a batch without a seed step
-            settle(i, o, f.result)
     summary = f"{len(timings)} ok, {len(failures)} failed, {time.perf_counter() - start:.0f} s in all"
     if timings:
         regenerate_readme(root)
