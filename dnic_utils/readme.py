@@ -140,7 +140,7 @@ def runtime_table(records: list[dict], planned: int) -> str:
         jobs = sorted({n.get("jobs", 1) for n in r["metrics"]["notebooks"].values()})  # --jobs of the calls that timed them
         rows.append(f"| `{r['profile']}` | {device_label(r['device'])} | {precision} | {len(times)} of {planned} | "
                     f"{r['metrics']['total_s'] / 60:.1f} | `{slowest}` ({times[slowest]:,.0f} s) | {r['created'][:10]} | "
-                    f"{'–'.join(map(str, dict.fromkeys([jobs[0], jobs[-1]])))} | {r['wall_time_s'] / 60:.1f} |")
+                    f"{jobs[0]}{f'–{jobs[-1]}' if len(jobs) > 1 else ''} | {r['wall_time_s'] / 60:.1f} |")
     if not runs:
         return "_No timed report runs yet._\n"
     return "\n".join(rows) + ("\n\nEach notebook counts with its latest successful run (papermill execution, kernel start included). With "
