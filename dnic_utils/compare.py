@@ -19,7 +19,7 @@ import pandas as pd
 from . import stats
 from .config import PROFILES, RunConfig
 from .data import dataset_info
-from .devices import device_label
+from .devices import device_label, wait_pct
 from .errors import DnicError
 from .models import REGISTRY, model_spec
 from .records import scan_records, test_predictions
@@ -164,13 +164,13 @@ def summary(selection: Selection, resamples: int = 2000) -> pd.DataFrame:
             "acc": mean, "acc_std": std, "ci_low": low, "ci_high": high,
             "macro_f1": float(np.mean([r["metrics"]["macro_f1"] for r in run.records])),
             "params": m["params"], "size_mb": m["size_mb"], "flops": m["flops"], "train_time_s": m["train_time_s"],
-            "images_per_s": m["images_per_s"], "latency_1": latency.get(LATENCY_LOW, np.nan), "latency_top": latency.get(top, np.nan),
+            "images_per_s": m["images_per_s"], "cpu_wait": np.nan if m.get("train_cpu_wait") is None else m["train_cpu_wait"], "latency_1": latency.get(LATENCY_LOW, np.nan), "latency_top": latency.get(top, np.nan),
             "latency_top_batch": top, "device": device_label(run.default["device"]), "precision": m.get("amp", "?"),
             "epochs": run.default["config"].get("epochs"), "train_images": run.default["data"].get("sizes", {}).get("train"),
             "test_images": run.default["data"].get("sizes", {}).get("test"),
         })
     columns = ["model", "arch", "family", "seeds", "acc", "acc_std", "ci_low", "ci_high", "macro_f1", "params", "size_mb", "flops",
-               "train_time_s", "images_per_s", "latency_1", "latency_top", "latency_top_batch", "device", "precision", "epochs",
+               "train_time_s", "images_per_s", "cpu_wait", "latency_1", "latency_top", "latency_top_batch", "device", "precision", "epochs",
                "train_images", "test_images"]
     return pd.DataFrame(rows, columns=columns).sort_values("acc", ascending=False).set_index("model")
 
@@ -197,6 +197,7 @@ def leaderboard(table: pd.DataFrame) -> pd.DataFrame:
         "MFLOPs": (table["flops"] / 1e6).map("{:,.1f}".format),
         "train time (s)": table["train_time_s"].map("{:,.1f}".format),
         "images/s": table["images_per_s"].map("{:,.0f}".format),
+        "CPU wait (%)": table["cpu_wait"].map(wait_pct),
         "latency @1 (ms)": table["latency_1"].map(lambda v: "—" if np.isnan(v) else f"{v:.2f}"),
         f"latency @{top} (ms)": table["latency_top"].map(lambda v: "—" if np.isnan(v) else f"{v:,.1f}"),
         "device": table["device"], "precision": table["precision"],

@@ -11,7 +11,10 @@ from scipy import stats as scipy_stats
 
 from . import stats
 from .compare import ALPHA, COSTS, Selection, front_names, seed_table
+from .devices import wait_pct
 from .models import REGISTRY, model_spec
+
+SHARED_CPU = 0.1  # a run that waited for a core this share of its training time or more shared the CPU: its speed is not its own
 
 
 def _span(values: list[int]) -> str:
@@ -42,6 +45,11 @@ def cost_text(table: pd.DataFrame) -> str:
             f"disagreement is {worst}, {_ordinal(timed['flops'].rank()[worst])} cheapest in FLOPs but "
             f"{_ordinal(timed['latency_1'].rank()[worst])} in latency ({timed.loc[worst, 'flops'] / 1e6:,.1f} MFLOPs, {timed.loc[worst, 'latency_1']:.2f} ms), which is why FLOPs alone "
             "mispredict CPU latency across families (Canziani et al. 2016; Bianco et al. 2018).")
+    shared = table[table["cpu_wait"] >= SHARED_CPU]  # NaN (not measured) compares False
+    if len(shared):
+        waits = ", ".join(f"{name} {wait_pct(w)}%" for name, w in shared["cpu_wait"].items())
+        lines.append(f"Some runs shared the CPU with other work and waited for a core during part of their training ({waits} of "
+                     "the time), so their training times and images/s overstate their cost here.")
     return "\n\n".join(lines)
 
 

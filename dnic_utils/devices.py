@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 import re
 from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 
 import torch
 
@@ -90,10 +91,46 @@ def device_info(device: str) -> dict:
 
 def device_label(info: dict) -> str:
     """'NVIDIA H100 80GB HBM3' or 'CPU (x86_64, 2 threads)', from a record's device description."""
-    return info["name"] if info["type"] == "cuda" else f"CPU ({info['name']}, {info['threads']} threads)"
+    if info["type"] == "cuda":
+        return info["name"]
+    return f"CPU ({info['name']}, {info['threads']} thread{'' if info['threads'] == 1 else 's'})"
 
 
 def device_slug(device: str, precision: str | None = None) -> str:
     """The device model (and precision, if given) as a file-name part, e.g. 'nvidia-h100-80gb-hbm3-bfloat16'."""
     label = device_label(device_info(device)) + (f" {precision}" if precision else "")
     return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+
+
+def sched_times() -> tuple[float, float] | None:
+    """Seconds this process's live threads have run on a CPU and waited for one (Linux schedstat), or None elsewhere."""
+    run = wait = 0
+    tasks = Path("/proc/self/task")
+    if not tasks.is_dir():
+        return None
+    for task in tasks.iterdir():
+        try:
+            fields = (task / "schedstat").read_text().split()
+            run, wait = run + int(fields[0]), wait + int(fields[1])
+        except FileNotFoundError:  # the thread ended while we looked
+            continue
+        except (OSError, ValueError, IndexError):
+            return None
+    return run / 1e9, wait / 1e9
+
+
+def cpu_wait(before: tuple[float, float] | None, after: tuple[float, float] | None) -> float | None:
+    """The share of its runnable time that the process waited for a CPU between two sched_times() readings.
+
+    About 0 when the process had the cores to itself; 0.5 when its threads waited as long as they ran, because other
+    work shared the CPU (its times are then not speed numbers). None where the kernel does not report it.
+    """
+    if before is None or after is None:
+        return None
+    ran, waited = after[0] - before[0], after[1] - before[1]
+    return max(waited, 0.0) / (ran + waited) if ran + waited > 0 else None
+
+
+def wait_pct(share: float | None) -> str:
+    """A CPU-wait share as a whole percentage, or '—' where it was not measured."""
+    return "—" if share is None or share != share else f"{100 * share:.0f}"  # share != share: NaN, from a table

@@ -17,7 +17,7 @@ from .config import PROFILES, RunConfig
 from .data import Splits, dataset_title, load_splits
 from .data.splits import EVAL_BATCH, Loaders
 from .data.subsets import transfer_splits
-from .devices import amp_dtype, amp_label
+from .devices import amp_dtype, amp_label, cpu_wait, sched_times, wait_pct
 from .metrics import classification_metrics, inference_latency, per_class_report
 from .models import build_model, model_cost, model_fingerprint, model_spec
 from .records import encode_predictions, git_commit, make_record, read_record, write_record
@@ -73,6 +73,7 @@ class Experiment:
             "macro F1 (%)": f"{100 * m['macro_f1']:.2f}", "best validation accuracy (%)": f"{100 * m['best_val_acc']:.2f}",
             "selected epoch": f"{m['best_epoch']} of {m['epochs_run']}", "precision": m["amp"],
             "train time (s)": f"{m['train_time_s']:.1f}", "training images/s": f"{m['images_per_s']:,.0f}",
+            "waited for a CPU while training (%)": wait_pct(m.get("train_cpu_wait")),
             **{f"latency @ batch {b} (ms)": f"{v:.2f}" for b, v in m["latency_ms"].items()},
         }
         return pd.Series(rows, name=self.title).to_frame()
@@ -91,6 +92,14 @@ class Experiment:
             plots.save(fig, f"{self.name}-{kind}", self.cfg.profile)
             plt.close(fig)
         return figures
+
+
+def training_cpu_wait(history: list[dict]) -> float | None:
+    """The share of training time the run waited for a CPU, its epochs weighted by their time (None if an epoch lacks it)."""
+    waits = [row.get("cpu_wait") for row in history]
+    if not waits or any(w is None for w in waits):
+        return None
+    return sum(w * row["train_time_s"] for w, row in zip(waits, history)) / sum(row["train_time_s"] for row in history)
 
 
 def model_for_run(cfg: RunConfig, splits: Splits, loaders: Loaders) -> nn.Module:
@@ -141,6 +150,9 @@ def run(cfg: RunConfig, data_dir: str | None = None, resume: bool = True, latenc
     notes = spec.describe_trained(model, next(iter(splits.loader("val", EVAL_BATCH, cfg.device)))[0]) if spec.describe_trained else None
     history, best = fitted.history, fitted.best
     shape = (info.channels, size, size)
+    sched = sched_times()
+    latency_ms = {b: inference_latency(model, shape, b, cfg.device, amp) for b in PROFILES[cfg.profile].latency_batches} if latency else {}
+    latency_wait = cpu_wait(sched, sched_times()) if latency else None
     metrics = {
         "test_loss": test["loss"],
         "test_acc": test["acc"],
@@ -152,7 +164,9 @@ def run(cfg: RunConfig, data_dir: str | None = None, resume: bool = True, latenc
         "epochs_run": len(history),
         "train_time_s": sum(row["train_time_s"] for row in history),
         "images_per_s": sum(r["images_per_s"] * r["train_time_s"] for r in history) / sum(r["train_time_s"] for r in history),
-        "latency_ms": {b: inference_latency(model, shape, b, cfg.device, amp) for b in PROFILES[cfg.profile].latency_batches} if latency else {},
+        "train_cpu_wait": training_cpu_wait(history),
+        "latency_ms": latency_ms,
+        "latency_cpu_wait": latency_wait,
         "amp": amp_label(amp),
         "tta": cfg.tta,
         **model_cost(cfg.arch, len(info.classes), info.channels, size),

@@ -10,7 +10,7 @@ import pandas as pd
 
 from .config import PROFILES, Profile
 from .data import DATASETS
-from .devices import device_label
+from .devices import device_label, wait_pct
 from .files import atomic_write_bytes
 from .models import REGISTRY, model_cost, model_spec
 
@@ -43,7 +43,7 @@ def results_table(records: list[dict], dataset: str) -> pd.DataFrame:
             "train acc (%)": f"{100 * m['train_acc']:.2f}", "test acc (%)": f"{100 * m['test_acc']:.2f}",
             "macro P (%)": f"{100 * m['macro_precision']:.2f}", "macro R (%)": f"{100 * m['macro_recall']:.2f}", "macro F1 (%)": f"{100 * m['macro_f1']:.2f}",
             "MFLOPs/img": f"{m['flops'] / 1e6:,.1f}", "train time (s)": f"{m['train_time_s']:.1f}", "images/s": f"{m['images_per_s']:,.0f}",
-            "device": device_label(r["device"]), "precision": m["amp"], "date": r["created"][:10],
+            "CPU wait (%)": wait_pct(m.get("train_cpu_wait")), "device": device_label(r["device"]), "precision": m["amp"], "date": r["created"][:10],
         })
     return pd.DataFrame(rows)
 
@@ -64,7 +64,9 @@ def readme_tables(records: list[dict], unreadable: Sequence[str] = ()) -> str:
         return "_No run records yet: run the report command below._\n" + not_shown
     note = ("Train loss and accuracy are running means over the selected epoch, on augmented batches and with label smoothing (which keeps "
             "that loss well above zero), so they are not comparable with the test columns; test metrics are from one evaluation of the "
-            "validation-selected weights. `smoke` and `quick` rows are pipeline checks, not the report's numbers.\n")
+            "validation-selected weights. CPU wait is the share of training time the run's threads waited for a core (Linux run-queue "
+            "delay): near 0, the run had the machine to itself; well above it, other work shared the CPU and its time and images/s "
+            "are not speed numbers (— : not measured). `smoke` and `quick` rows are pipeline checks, not the report's numbers.\n")
     return "\n".join(parts) + "\n" + note + not_shown
 
 

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from .checkpoint import TrainState
 from .config import RunConfig
 from .data import BatchLoader
-from .devices import amp_dtype, autocast, is_cuda, synchronize
+from .devices import amp_dtype, autocast, cpu_wait, is_cuda, sched_times, synchronize
 from .models import model_fingerprint
 from .settings import quiet
 from .transfer.stages import max_cut, stages_of
@@ -185,7 +185,7 @@ def _train_epoch(state: TrainState, loader: BatchLoader, cfg: RunConfig, amp: to
     loss_sum = torch.zeros((), device=loader.device)
     correct = torch.zeros((), device=loader.device, dtype=torch.long)
     seen, probing = 0, 0.0
-    start = time.perf_counter()
+    sched, start = sched_times(), time.perf_counter()
     for step, (xb, yb) in enumerate(tqdm(loader, desc=desc, leave=False, disable=quiet()), start=1):
         with autocast(cfg.device, amp):
             logits = model(xb)
@@ -207,7 +207,7 @@ def _train_epoch(state: TrainState, loader: BatchLoader, cfg: RunConfig, amp: to
     synchronize(cfg.device)
     elapsed = time.perf_counter() - start - probing
     return {"train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen, "train_time_s": elapsed, "images": seen,
-            "images_per_s": seen / elapsed}
+            "images_per_s": seen / elapsed, "cpu_wait": cpu_wait(sched, sched_times())}
 
 
 @dataclass

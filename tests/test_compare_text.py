@@ -82,6 +82,11 @@ def test_cost_text_names_the_fronts_and_the_latency_disagreement() -> None:
     text = compare_text.cost_text(table)
     assert "On parameters, the Pareto front (no model both cheaper and more accurate) is: LeNet-5, VGG16, ResNet18." in text
     assert "Spearman rank correlation of 1.00 over 4 models" in text  # the synthetic costs grow together
+    assert "shared the CPU" not in text  # no record measured its wait
+    records[1]["metrics"]["train_cpu_wait"], records[2]["metrics"]["train_cpu_wait"] = 0.6, 0.02
+    table = compare.summary(compare.select(records, "cifar10", "quick"), resamples=200)
+    assert "waited for a core during part of their training (VGG16 60% of the time)" in compare_text.cost_text(table)
+    assert compare.leaderboard(table).loc[["VGG16", "VGG19", "LeNet-5"], "CPU wait (%)"].tolist() == ["60", "2", "—"]
 
 
 def test_ranking_transfer_between_datasets() -> None:

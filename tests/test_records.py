@@ -190,7 +190,7 @@ def test_best_records_leaves_out_runs_with_non_default_parameters() -> None:
 
 
 RESULT_COLUMNS = ["model", "profile", "size (MB)", "trainable params", "train loss", "test loss", "train acc (%)", "test acc (%)",
-                  "macro P (%)", "macro R (%)", "macro F1 (%)", "MFLOPs/img", "train time (s)", "images/s", "device", "precision", "date"]
+                  "macro P (%)", "macro R (%)", "macro F1 (%)", "MFLOPs/img", "train time (s)", "images/s", "CPU wait (%)", "device", "precision", "date"]
 
 
 def test_results_table_has_one_row_per_architecture() -> None:
@@ -203,6 +203,10 @@ def test_results_table_has_one_row_per_architecture() -> None:
     assert lenet["profile"] == "quick"
     assert lenet["test acc (%)"] == "91.00" and lenet["trainable params"] == "61,706" and lenet["MFLOPs/img"] == "0.8"
     assert lenet["device"].startswith("CPU (") and lenet["precision"] == "fp32" and len(lenet["date"]) == 10
+    assert lenet["CPU wait (%)"] == "—"  # an older record, from before the wait was measured
+    waited = train_record("mnist", "lenet5")
+    waited["metrics"]["train_cpu_wait"] = 0.437
+    assert readme.results_table([waited], "mnist").iloc[0]["CPU wait (%)"] == "44"
     assert len(readme.results_table(recs, "cifar10")) == 1
     assert readme.results_table(recs, "fashion_mnist").empty
 

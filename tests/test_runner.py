@@ -6,7 +6,10 @@ import argparse
 import fnmatch
 import hashlib
 import json
+import re
 import shutil
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -147,7 +150,7 @@ def test_timing_records_are_kept_apart_by_device_and_precision(project_dir: Path
     del legacy["precision"]
     runner.write_record(legacy)
     record = runner.timing_record("full", "cpu", {"102_b": 25.0}, [], 25.0, OPTIONS)
-    assert record["name"] == f"report-run-{device_slug('cpu', precision)}" and record["name"].endswith(f"-threads-{precision}")
+    assert record["name"] == f"report-run-{device_slug('cpu', precision)}" and re.search(rf"-\d+-threads?-{precision}$", record["name"])
     assert record["precision"] == precision and set(record["metrics"]["notebooks"]) == {"102_b"}  # nothing derived from the old record
 
     gpu = {"type": "cuda", "name": "NVIDIA H100 80GB HBM3", "count": 1}
@@ -564,3 +567,14 @@ def test_bad_seeds_exit_with_2(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as exit_info:
         runner.main(["--profile", "smoke", "--seeds", "one"])
     assert exit_info.value.code == 2 and "seeds" in capsys.readouterr().err
+
+
+def test_nbval_on_notebooks_alone_stops_with_the_fix() -> None:
+    """Without tests/conftest.py the kernels would retrain in the notebook's profile and write into results/."""
+    alone = subprocess.run([sys.executable, "-m", "pytest", "-n", "0", "-p", "no:cacheprovider", "--collect-only", "-q",
+                            "notebooks/101_mnist_lenet5.ipynb"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert alone.returncode == pytest.ExitCode.USAGE_ERROR
+    assert "would retrain in the notebooks' own profile" in alone.stderr and "tests/conftest.py notebooks/" in alone.stderr
+    paired = subprocess.run([sys.executable, "-m", "pytest", "-n", "0", "-p", "no:cacheprovider", "--collect-only", "-q",
+                             "tests/conftest.py", "notebooks/101_mnist_lenet5.ipynb"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert paired.returncode == 0 and "notebooks/101_mnist_lenet5.ipynb::Cell 0" in paired.stdout

@@ -58,7 +58,8 @@ def test_lenet_memorises_64_random_images(tmp_path: Path) -> None:
     assert torch.equal(result["y_pred"], y)
     assert history[-1]["train_loss"] < history[0]["train_loss"] / 10
     assert max(row["val_acc"] for row in history) == 1.0
-    assert {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "train_time_s", "images_per_s"} <= set(history[0])
+    assert {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "train_time_s", "images_per_s", "cpu_wait"} <= set(history[0])
+    assert all(0.0 <= row["cpu_wait"] <= 1.0 for row in history)  # Linux reports it (the CI machines are Linux)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -422,6 +423,24 @@ def test_auto_precision_on_cpu_is_bf16_only_where_native(monkeypatch: pytest.Mon
         monkeypatch.setattr(torch.cpu, name, lambda value=value: value, raising=False)
     assert devices.amp_dtype("auto", "cpu") == expected
     assert devices.amp_dtype("off", "cpu") is None and devices.amp_dtype("bf16", "cpu") == torch.bfloat16  # explicit modes are obeyed
+
+
+def test_cpu_wait_is_the_waited_share_of_runnable_time() -> None:
+    assert devices.cpu_wait((10.0, 2.0), (13.0, 5.0)) == 0.5  # ran 3 s and waited 3 s
+    assert devices.cpu_wait((10.0, 2.0), (14.0, 2.0)) == 0.0
+    assert devices.cpu_wait(None, (1.0, 1.0)) is None and devices.cpu_wait((1.0, 1.0), (1.0, 1.0)) is None
+    before = devices.sched_times()
+    assert before is not None and min(before) >= 0.0  # Linux reports it (the CI machines are Linux)
+    sum(i * i for i in range(200_000))  # some CPU work
+    after = devices.sched_times()
+    assert after[0] > before[0] and 0.0 <= devices.cpu_wait(before, after) <= 1.0
+    assert devices.wait_pct(0.437) == "44" and devices.wait_pct(None) == "—" and devices.wait_pct(float("nan")) == "—"
+
+
+def test_device_labels_count_threads_in_words() -> None:
+    assert devices.device_label({"type": "cpu", "name": "AMD EPYC", "threads": 1}) == "CPU (AMD EPYC, 1 thread)"
+    assert devices.device_label({"type": "cpu", "name": "AMD EPYC", "threads": 2}) == "CPU (AMD EPYC, 2 threads)"
+    assert devices.device_label({"type": "cuda", "name": "NVIDIA H200", "count": 1}) == "NVIDIA H200"
 
 
 @pytest.mark.parametrize(("epochs", "steps"), [(1, 3), (1, 20), (3, 4), (10, 2)])
