@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import subprocess
@@ -60,9 +61,9 @@ def test_tiny_run_writes_one_record_and_regenerates_results(fixture_data: Path, 
     mfu = peaks["nets"]["resnet18"]
 
     text = md.read_text()
-    assert "do not edit by hand" in text and text.count("\n## ") == 5
-    _, pipeline, accuracy_table, mfu_table, budget_table, load_table = text.split("## ")
-    assert "No runs yet" in budget_table and "No runs yet" in load_table
+    assert "do not edit by hand" in text and text.count("\n## ") == 6
+    _, pipeline, accuracy_table, mfu_table, budget_table, recipe_table, load_table = text.split("## ")
+    assert "No runs yet" in budget_table and "No runs yet" in recipe_table and "No runs yet" in load_table
     assert "| 2,482 | 7,312 | **2.95×** |" in pipeline and pipeline.count("| lenet5 |") == 2  # the legacy row and this run's
     assert "| fastnet | 1/1 |" in accuracy_table
     assert f"**{mfu['mfu']:.1%}**" in mfu_table
@@ -75,9 +76,9 @@ def test_results_without_speed_runs_say_so(tmp_path: Path) -> None:
     rec = legacy_record()
     md = tmp_path / "RESULTS.md"
     speed.write_results_md(md, [rec, {**rec, "kind": "train"}])
-    _, pipeline, accuracy, mfu, budget_table, load_table = md.read_text().split("## ")
+    _, pipeline, accuracy, mfu, budget_table, recipe_table, load_table = md.read_text().split("## ")
     assert pipeline.count("| lenet5 |") == 1 and "| 2,482 | 7,312 | **2.95×** |" in pipeline
-    assert "No runs yet" in accuracy and "No runs yet" in mfu and "No runs yet" in budget_table and "No runs yet" in load_table
+    assert all("No runs yet" in table for table in (accuracy, mfu, budget_table, recipe_table, load_table))
 
 
 def test_load_benchmark_arithmetic_and_its_results_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -182,3 +183,26 @@ def test_budget_plan_takes_the_most_epochs_that_fit_the_hours() -> None:
     plan = budget.plan(measured, sizes, hours=10)
     assert plan["epochs"] == 3 and plan["fits"] and plan["hours"]["b"] == pytest.approx(6 + budget.OVERHEAD_S / 3600)
     assert budget.plan(measured, sizes, hours=2)["fits"] is False  # not even one epoch fits: said, not hidden
+
+
+_recipe_spec = importlib.util.spec_from_file_location("recipe", REPO_ROOT / "benchmarks" / "recipe.py")
+recipe = importlib.util.module_from_spec(_recipe_spec)
+_recipe_spec.loader.exec_module(recipe)
+
+
+def test_recipe_variants_are_scored_on_validation_only(fixture_data: Path, project_dir: Path, tmp_path: Path) -> None:
+    assert recipe.overrides("lr=0.2, tta=multiview,augment=false") == {"lr": 0.2, "tta": "multiview", "augment": False}
+    assert recipe.overrides("") == {}
+    with pytest.raises(argparse.ArgumentTypeError, match="not key=value"):
+        recipe.overrides("lr")
+    splits = recipe.validation_splits("mnist", "smoke", str(fixture_data))
+    assert len(splits.test_y) == 0 and len(splits.val_y) > 0  # no variant can see a test image
+    md = tmp_path / "RESULTS.md"
+    args = ["lenet5", "mnist", "--profile", "smoke", "--data-dir", str(fixture_data), "--results-md", str(md), "--variant", "", "--variant", "tta=multiview"]
+    assert recipe.main(args) == 0
+    rec = json.loads((project_dir / "results" / "smoke" / "bench-recipe-mnist-lenet5.json").read_text())
+    assert [v["overrides"] for v in rec["metrics"]["variants"]] == [{}, {"tta": "multiview"}]
+    assert all(0 <= v["mean"] <= 1 and len(v["val_acc"]) == 1 for v in rec["metrics"]["variants"])
+    table = md.read_text().split("## ")[5]
+    assert table.startswith("Recipe variants") and "| lenet5 | the recipe | 1 |" in table and "| lenet5 | tta=multiview | 1 |" in table
+    assert recipe.main([*args[:-2], "--variant", "optimizer=rmsprop"]) == 2  # a bad value: one error line, exit 2
