@@ -20,7 +20,7 @@ from .data.subsets import CLASS_SPLITS
 from .errors import DnicError
 from .experiment import run
 from .models import build_model
-from .records import read_record
+from .records import git_commit, read_record
 from .settings import checkpoint_dir
 from .transfer import SOURCES, load_pretrained, max_cut
 from .transfer.apply import IMAGENET
@@ -209,16 +209,27 @@ def _row(arm: Arm, record: dict) -> dict:
 
 
 def run_arms(arms: list[Arm], profile: str, data_dir: str | None = None, reuse: Callable[[RunConfig], bool] = lambda cfg: False) -> pd.DataFrame:
-    """Run every arm once (arms with the same configuration share a run), in order, and tabulate their records."""
+    """Run every arm once (arms with the same configuration share a run), in order, and tabulate their records.
+
+    An arm is taken from its record instead when reuse(cfg) says so, or when this very code (a clean commit) made the record
+    with this configuration: a study stopped part-way (a killed kernel, the end of a session) goes on where it stopped.
+    """
     records: dict[str, dict] = {}
     rows = []
     for arm in arms:
         cfg = arm.config(profile)
         if cfg.run_name not in records:
-            kept = read_record(profile, cfg.run_name) if reuse(cfg) else None
+            kept = read_record(profile, cfg.run_name) if reuse(cfg) or made_by_this_code(cfg) else None
             records[cfg.run_name] = kept or run(cfg, data_dir, latency=False).record  # the study's tables show no latency
         rows.append(_row(arm, records[cfg.run_name]))
     return pd.DataFrame(rows)
+
+
+def made_by_this_code(cfg: RunConfig) -> bool:
+    """True when the run's record comes from this commit, with no uncommitted code changes, and from this configuration."""
+    record, commit = read_record(cfg.profile, cfg.run_name), git_commit()
+    return (record is not None and commit is not None and not commit.endswith("-dirty") and record.get("git_commit") == commit
+            and record.get("config") == cfg.to_dict())
 
 
 def trained_here(cfg: RunConfig) -> bool:
