@@ -25,7 +25,8 @@ TRAIN_METRICS = ("test_loss", "test_acc", "macro_precision", "macro_recall", "ma
 REQUIRED_KEYS = ("kind", "name", "profile", "config", "metrics", "device", "versions", "git_commit", "data", "seed", "wall_time_s", "created")
 
 
-CODE_PATHS = ("dnic_utils", "notebooks/templates", "benchmarks", "pyproject.toml", "requirements.txt")
+CODE_PATHS = ("dnic_utils", "notebooks/templates", "benchmarks", "pyproject.toml", "requirements.txt",
+              ":(exclude)benchmarks/RESULTS.md")  # the benchmarks' generated results are output, not code
 
 
 def git_commit() -> str | None:

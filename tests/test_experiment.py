@@ -82,7 +82,8 @@ def test_the_trained_model_can_be_used_without_the_record(lenet_run: experiment.
     assert meta["run_name"] == "mnist-lenet5" and meta["data_sha256"] == lenet_run.splits.source["sha256"] and "git_commit" in meta
     assert not trained.model.training
     probs = trained.predict(lenet_run.splits.test_x)
-    assert torch.equal(probs.argmax(1), lenet_run.y_pred)  # the same predictions the run's one test evaluation made
+    plain = train.evaluate(lenet_run.model, lenet_run.splits.loader("test", 64, "cpu"))  # the run's model, without its recipe's test-time views
+    assert torch.equal(probs.argmax(1), plain["y_pred"])
     assert load_trained("mnist-lenet5").meta["profile"] == "smoke"  # no profile: the highest that has it
     rgb = trained.preprocess(lenet_run.splits.test_x[:2].expand(-1, 3, -1, -1))  # an RGB image for a grey model: converted
     assert rgb.shape == (2, 1, 28, 28)

@@ -305,6 +305,25 @@ def test_git_commit_names_the_checkout_head() -> None:
     assert records.git_commit().removesuffix("-dirty") == head
 
 
+def test_only_code_changes_count_as_uncommitted(tmp_path: Path) -> None:
+    """Generated outputs (results, the benchmarks' RESULTS.md) changing must not mark the next record's commit '-dirty'."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+
+    for name in ("benchmarks/RESULTS.md", "benchmarks/speed.py", "results/quick/a.json", "dnic_utils/train.py"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("v1\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-q", "-m", "v1")
+    changed = lambda: git("status", "--porcelain", "--untracked-files=no", "--", *records.CODE_PATHS).strip()  # noqa: E731
+    (tmp_path / "benchmarks/RESULTS.md").write_text("v2\n")
+    (tmp_path / "results/quick/a.json").write_text("v2\n")
+    assert changed() == ""
+    (tmp_path / "benchmarks/speed.py").write_text("v2\n")
+    assert changed().endswith("benchmarks/speed.py")
+
+
 def test_git_commit_outside_git_comes_from_dnic_git_commit(monkeypatch: pytest.MonkeyPatch) -> None:
     def no_git(*args: object, **kwargs: object) -> None:
         raise FileNotFoundError("git")

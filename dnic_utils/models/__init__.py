@@ -34,7 +34,7 @@ class ModelSpec:
 
 
 REGISTRY: dict[str, ModelSpec] = {
-    "lenet5": ModelSpec("LeNet-5", "LeNet", lenet.LeNet5, lenet.SUMMARY, lenet.LOOK_FOR, tier="light"),
+    "lenet5": ModelSpec("LeNet-5", "LeNet", lenet.LeNet5, lenet.SUMMARY, lenet.LOOK_FOR, tier="light", recipe=lenet.RECIPE),
     "vgg16": ModelSpec("VGG16", "VGG", vgg.vgg16, vgg.SUMMARY, vgg.LOOK_FOR),
     "vgg19": ModelSpec("VGG19", "VGG", vgg.vgg19, vgg.SUMMARY, vgg.LOOK_FOR),
     "resnet18": ModelSpec("ResNet18", "ResNet", resnet.resnet18, resnet.SUMMARY, resnet.LOOK_FOR),

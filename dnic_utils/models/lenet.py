@@ -13,6 +13,15 @@ LOOK_FOR = (
     "yet {linear_param_share:.0%} of its parameters sit in the fully connected layers."
 )
 
+# The architecture's defaults for the fit loop's options (dnic_utils.config.RunConfig), chosen on the validation split in the
+# budget profile by benchmarks/recipe.py (benchmarks/RESULTS.md, 2 seeds): without rotation and with multiview test-time
+# augmentation it scored 98.73% against 98.51% on MNIST; on Fashion-MNIST rotation 0 alone gained 1.7 points, and on
+# CIFAR-10 multiview gained 1.2 while rotation 0 changed nothing. A higher peak rate (0.2) diverged in one seed of two.
+RECIPE = {
+    "rotation": 0.0,
+    "tta": "multiview",
+}
+
 
 class LeNet5(nn.Module):
     """LeNet-5 for any square input of at least 16 pixels."""
