@@ -4,7 +4,7 @@
 
 Each variant is make_config(arch, dataset, profile, **its overrides) ("" is the recipe as it stands), trained from seed 0 (or
 --seeds) on the profile's training split, and scored on its validation split, with the variant's test-time augmentation if it
-has one. The test images are never loaded. Writes results/<profile>/bench-recipe-<dataset>-<arch>.json and regenerates
+has one. The test images are dropped before anything trains. Writes results/<profile>/bench-recipe-<dataset>-<arch>.json and regenerates
 benchmarks/RESULTS.md.
 """
 
@@ -44,10 +44,9 @@ def overrides(text: str) -> dict:
     return pairs
 
 
-def validation_splits(dataset: str, profile: str, data_dir: str | None) -> Splits:
-    """The profile's training and validation images, with the test part emptied: no variant can see a test image."""
-    p = PROFILES[profile]
-    splits = load_splits(dataset, p.train_size, p.val_size, None, data_dir)
+def validation_splits(cfg: RunConfig, data_dir: str | None) -> Splits:
+    """The run's training and validation images (its sizes, as make_config resolved them), the test part emptied: no variant can see a test image."""
+    splits = load_splits(cfg.dataset, cfg.train_size, cfg.val_size, None, data_dir)
     return replace(splits, test_x=splits.test_x[:0], test_y=splits.test_y[:0])
 
 
@@ -76,17 +75,21 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         configs = [[make_config(args.arch, args.dataset, args.profile, seed=seed, **variant) for seed in args.seeds] for variant in args.variant]
-        splits = validation_splits(args.dataset, args.profile, args.data_dir)
+        loaded: dict[tuple[int | None, int | None], Splits] = {}
         results = []
         for variant, cfgs in zip(args.variant, configs):
+            sizes = (cfgs[0].train_size, cfgs[0].val_size)
+            splits = loaded.get(sizes) or loaded.setdefault(sizes, validation_splits(cfgs[0], args.data_dir))
             accs = [validation_accuracy(cfg, splits) for cfg in cfgs]
             results.append({"overrides": variant, "val_acc": accs, "mean": sum(accs) / len(accs)})
-            print(f"{json.dumps(variant) or '{}':>50}: validation {100 * results[-1]['mean']:.2f}% over seeds {args.seeds}", flush=True)
+            print(f"{json.dumps(variant):>50}: validation {100 * results[-1]['mean']:.2f}% over seeds {args.seeds}", flush=True)
     except DnicError as err:
         print(f"error: {err.problem} Fix: {err.fix}", file=sys.stderr)
         return 2
-    config = {"arch": args.arch, "dataset": args.dataset, "seeds": args.seeds, "base": configs[0][0].to_dict()}
-    path = write_record(make_record("benchmark", f"bench-recipe-{args.dataset}-{args.arch}", args.profile, config, {"variants": results},
+    profile = configs[0][0].profile  # DNIC_PROFILE, where set, wins over --profile, as in every run
+    recipe = make_config(args.arch, args.dataset, profile, seed=args.seeds[0]).to_dict()
+    config = {"arch": args.arch, "dataset": args.dataset, "seeds": args.seeds, "recipe": recipe}
+    path = write_record(make_record("benchmark", f"bench-recipe-{args.dataset}-{args.arch}", profile, config, {"variants": results},
                                     device=configs[0][0].device, seed=args.seeds[0],
                                     data={"dataset": args.dataset, "title": dataset_title(splits.info, splits.source), **splits.source, "sizes": splits.sizes()},
                                     wall_time_s=time.perf_counter() - start))

@@ -48,8 +48,8 @@ def cost_text(table: pd.DataFrame) -> str:
     shared = table[table["cpu_wait"] >= SHARED_CPU]  # NaN (not measured) compares False
     if len(shared):
         waits = ", ".join(f"{name} {wait_pct(w)}%" for name, w in shared["cpu_wait"].items())
-        lines.append(f"Some runs shared the CPU with other work and waited for a core during part of their training ({waits} of "
-                     "the time), so their training times and images/s overstate their cost here.")
+        lines.append(f"Some runs shared the CPU with other work: their threads waited for a core during part of their training "
+                     f"({waits} of their runnable time), so their training times and images/s overstate their cost here.")
     return "\n\n".join(lines)
 
 

@@ -102,33 +102,37 @@ def device_slug(device: str, precision: str | None = None) -> str:
     return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
 
 
-def sched_times() -> tuple[float, float] | None:
-    """Seconds this process's live threads have run on a CPU and waited for one (Linux schedstat), or None elsewhere."""
-    run = wait = 0
+def sched_times() -> dict[int, tuple[float, float]] | None:
+    """Per live thread of this process, the seconds it has run on a CPU and waited for one (Linux schedstat); None elsewhere."""
     tasks = Path("/proc/self/task")
     if not tasks.is_dir():
         return None
+    times = {}
     for task in tasks.iterdir():
         try:
             fields = (task / "schedstat").read_text().split()
-            run, wait = run + int(fields[0]), wait + int(fields[1])
-        except FileNotFoundError:  # the thread ended while we looked
+            times[int(task.name)] = (int(fields[0]) / 1e9, int(fields[1]) / 1e9)
+        except (FileNotFoundError, ProcessLookupError):  # the thread ended while we looked
             continue
         except (OSError, ValueError, IndexError):
             return None
-    return run / 1e9, wait / 1e9
+    return times
 
 
-def cpu_wait(before: tuple[float, float] | None, after: tuple[float, float] | None) -> float | None:
+def cpu_wait(before: dict[int, tuple[float, float]] | None, after: dict[int, tuple[float, float]] | None) -> float | None:
     """The share of its runnable time that the process waited for a CPU between two sched_times() readings.
 
-    About 0 when the process had the cores to itself; 0.5 when its threads waited as long as they ran, because other
-    work shared the CPU (its times are then not speed numbers). None where the kernel does not report it.
+    Counted over the threads alive at the second reading (from zero for those started in between). About 0 when the
+    process was rarely kept from a core; 0.5 when its threads waited as long as they ran, because other work shared the
+    CPU (its times are then not speed numbers). None where the kernel does not report it.
     """
     if before is None or after is None:
         return None
-    ran, waited = after[0] - before[0], after[1] - before[1]
-    return max(waited, 0.0) / (ran + waited) if ran + waited > 0 else None
+    ran = waited = 0.0
+    for tid, (run_s, wait_s) in after.items():
+        run0, wait0 = before.get(tid, (0.0, 0.0))
+        ran, waited = ran + max(run_s - run0, 0.0), waited + max(wait_s - wait0, 0.0)
+    return waited / (ran + waited) if ran + waited > 0 else None
 
 
 def wait_pct(share: float | None) -> str:

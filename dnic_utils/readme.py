@@ -64,9 +64,9 @@ def readme_tables(records: list[dict], unreadable: Sequence[str] = ()) -> str:
         return "_No run records yet: run the report command below._\n" + not_shown
     note = ("Train loss and accuracy are running means over the selected epoch, on augmented batches and with label smoothing (which keeps "
             "that loss well above zero), so they are not comparable with the test columns; test metrics are from one evaluation of the "
-            "validation-selected weights. CPU wait is the share of training time the run's threads waited for a core (Linux run-queue "
-            "delay): near 0, the run had the machine to itself; well above it, other work shared the CPU and its time and images/s "
-            "are not speed numbers (— : not measured). `smoke` and `quick` rows are pipeline checks, not the report's numbers.\n")
+            "validation-selected weights. CPU wait is the share of their runnable time that the run's threads spent waiting for a core "
+            "while training (Linux run-queue delay): near 0, the run was rarely kept from a core (lower-priority work may still have "
+            "run beside it); well above it, other work shared the CPU and its time and images/s are not speed numbers (—: not measured). `smoke` and `quick` rows are pipeline checks, not the report's numbers.\n")
     return "\n".join(parts) + "\n" + note + not_shown
 
 

@@ -29,13 +29,13 @@ CODE_PATHS = ("dnic_utils", "notebooks/templates", "benchmarks", "pyproject.toml
               ":(exclude)benchmarks/RESULTS.md")  # the benchmarks' generated results are output, not code
 
 
-def git_commit() -> str | None:
-    """The HEAD commit of the code that runs, with '-dirty' when it (not the generated outputs) has changed.
+def git_commit(root: Path | None = None) -> str | None:
+    """The HEAD commit of the code that runs (or of the checkout at root), with '-dirty' when its code, not its outputs, has changed.
 
     Outside a git checkout (a copy of the tree on a remote GPU machine) it is DNIC_GIT_COMMIT, else None.
     """
     checkout = Path(__file__).resolve().parent.parent
-    root = checkout if (checkout / ".git").exists() else project_root()
+    root = root or (checkout if (checkout / ".git").exists() else project_root())
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS],

@@ -195,14 +195,14 @@ def test_recipe_variants_are_scored_on_validation_only(fixture_data: Path, proje
     assert recipe.overrides("") == {}
     with pytest.raises(argparse.ArgumentTypeError, match="not key=value"):
         recipe.overrides("lr")
-    splits = recipe.validation_splits("mnist", "smoke", str(fixture_data))
+    splits = recipe.validation_splits(recipe.make_config("lenet5", "mnist", "smoke"), str(fixture_data))
     assert len(splits.test_y) == 0 and len(splits.val_y) > 0  # no variant can see a test image
     md = tmp_path / "RESULTS.md"
-    args = ["lenet5", "mnist", "--profile", "smoke", "--data-dir", str(fixture_data), "--results-md", str(md), "--variant", "", "--variant", "tta=multiview"]
+    args = ["lenet5", "mnist", "--profile", "smoke", "--data-dir", str(fixture_data), "--results-md", str(md), "--variant", "", "--variant", "tta=off"]
     assert recipe.main(args) == 0
     rec = json.loads((project_dir / "results" / "smoke" / "bench-recipe-mnist-lenet5.json").read_text())
-    assert [v["overrides"] for v in rec["metrics"]["variants"]] == [{}, {"tta": "multiview"}]
+    assert [v["overrides"] for v in rec["metrics"]["variants"]] == [{}, {"tta": "off"}]
     assert all(0 <= v["mean"] <= 1 and len(v["val_acc"]) == 1 for v in rec["metrics"]["variants"])
     table = md.read_text().split("## ")[5]
-    assert table.startswith("Recipe variants") and "| lenet5 | the recipe | 1 |" in table and "| lenet5 | tta=multiview | 1 |" in table
+    assert table.startswith("Recipe variants") and "| lenet5 | the recipe | 1 |" in table and "| lenet5 | tta=off | 1 |" in table
     assert recipe.main([*args[:-2], "--variant", "optimizer=rmsprop"]) == 2  # a bad value: one error line, exit 2

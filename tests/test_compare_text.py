@@ -85,7 +85,7 @@ def test_cost_text_names_the_fronts_and_the_latency_disagreement() -> None:
     assert "shared the CPU" not in text  # no record measured its wait
     records[1]["metrics"]["train_cpu_wait"], records[2]["metrics"]["train_cpu_wait"] = 0.6, 0.02
     table = compare.summary(compare.select(records, "cifar10", "quick"), resamples=200)
-    assert "waited for a core during part of their training (VGG16 60% of the time)" in compare_text.cost_text(table)
+    assert "waited for a core during part of their training (VGG16 60% of their runnable time)" in compare_text.cost_text(table)
     assert compare.leaderboard(table).loc[["VGG16", "VGG19", "LeNet-5"], "CPU wait (%)"].tolist() == ["60", "2", "—"]
 
 
@@ -107,10 +107,10 @@ def test_neighbours_and_the_significance_summary(trio: compare.Selection) -> Non
 
 
 def test_the_recipe_text_says_whether_the_runs_share_one_recipe() -> None:
-    same = compare.select([record("lenet5"), record("vgg16")], "cifar10", "quick")
+    same = compare.select([record("resnet18"), record("vgg16")], "cifar10", "quick")  # neither has a registry recipe of its own
     assert compare_text.recipe_text(same).startswith("every architecture here ran one recipe (")
     assert "optimizer sgd" in compare_text.recipe_text(same)
     vgg = record("vgg16")
     vgg["config"]["label_smoothing"] = 0.0  # as a registry recipe of its own would set it
-    differ = compare.select([record("lenet5"), vgg], "cifar10", "quick")
+    differ = compare.select([record("resnet18"), vgg], "cifar10", "quick")
     assert "their recipes differ per architecture in label smoothing" in compare_text.recipe_text(differ)

@@ -32,6 +32,8 @@ def test_a_run_writes_its_record_under_the_project(weighted_sum_run: experiment.
     assert weighted_sum_run.record_path.is_file()
     assert weighted_sum_run.metrics["tta"] == "off"
     assert set(weighted_sum_run.metrics["latency_ms"]) == set(PROFILES["smoke"].latency_batches)
+    m = weighted_sum_run.metrics  # how long the run waited for a core, training and timing latency (Linux reports it)
+    assert 0 <= m["train_cpu_wait"] <= 1 and 0 <= m["latency_cpu_wait"] <= 1
 
 
 def test_a_run_without_latency_measures_none_and_its_summary_shows_none(project_dir: Path, fixture_data: Path) -> None:
@@ -114,3 +116,10 @@ def test_a_crash_after_training_but_before_the_record_does_not_train_again(proje
     assert epochs == [] and finished.record_path.is_file()  # the finished training was reused: only test and record
     again = experiment.run(cfg, data_dir=str(fixture_data))  # a rerun of a reported run trains afresh
     assert epochs == ["epoch 1/1"] and again.record["checkpoint_id"] != finished.record["checkpoint_id"]
+
+
+def test_the_training_wait_weights_epochs_by_their_time() -> None:
+    rows = [{"train_time_s": 30.0, "cpu_wait": 0.0}, {"train_time_s": 10.0, "cpu_wait": 0.8}]
+    assert experiment.training_cpu_wait(rows) == pytest.approx(0.2)
+    assert experiment.training_cpu_wait([*rows, {"train_time_s": 5.0}]) is None  # an epoch from before it was measured
+    assert experiment.training_cpu_wait([]) is None

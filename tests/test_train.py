@@ -426,14 +426,16 @@ def test_auto_precision_on_cpu_is_bf16_only_where_native(monkeypatch: pytest.Mon
 
 
 def test_cpu_wait_is_the_waited_share_of_runnable_time() -> None:
-    assert devices.cpu_wait((10.0, 2.0), (13.0, 5.0)) == 0.5  # ran 3 s and waited 3 s
-    assert devices.cpu_wait((10.0, 2.0), (14.0, 2.0)) == 0.0
-    assert devices.cpu_wait(None, (1.0, 1.0)) is None and devices.cpu_wait((1.0, 1.0), (1.0, 1.0)) is None
+    assert devices.cpu_wait({1: (10.0, 2.0)}, {1: (13.0, 5.0)}) == 0.5  # ran 3 s and waited 3 s
+    assert devices.cpu_wait({1: (10.0, 2.0)}, {1: (14.0, 2.0)}) == 0.0
+    # thread 2 ended (its past is not subtracted from anything); thread 3 started in between and counts from zero
+    assert devices.cpu_wait({1: (10.0, 2.0), 2: (50.0, 50.0)}, {1: (11.0, 2.0), 3: (1.0, 2.0)}) == 0.5
+    assert devices.cpu_wait(None, {1: (1.0, 1.0)}) is None and devices.cpu_wait({1: (1.0, 1.0)}, {1: (1.0, 1.0)}) is None
     before = devices.sched_times()
-    assert before is not None and min(before) >= 0.0  # Linux reports it (the CI machines are Linux)
+    assert before and all(ran >= 0 and waited >= 0 for ran, waited in before.values())  # Linux reports it (the CI machines are Linux)
     sum(i * i for i in range(200_000))  # some CPU work
     after = devices.sched_times()
-    assert after[0] > before[0] and 0.0 <= devices.cpu_wait(before, after) <= 1.0
+    assert sum(r for r, _ in after.values()) > sum(r for r, _ in before.values()) and 0.0 <= devices.cpu_wait(before, after) <= 1.0
     assert devices.wait_pct(0.437) == "44" and devices.wait_pct(None) == "—" and devices.wait_pct(float("nan")) == "—"
 
 
