@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -44,7 +46,8 @@ def test_every_arm_is_a_valid_run_and_transfers_name_their_sources() -> None:
         assert cfg.seed != next(c.seed for c in configs if c.run_name == cfg.source)  # new layers from another draw
 
 
-def test_the_study_runs_each_configuration_once_without_measuring_latency(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_study_runs_each_configuration_once_without_measuring_latency(monkeypatch: pytest.MonkeyPatch, project_dir: Path) -> None:
+    """In an empty project (no record this commit made could be reused), each configuration runs once."""
     calls = []
 
     def fake_run(cfg, data_dir=None, resume=True, latency=True):  # noqa: ANN001, ANN202 - stands in for experiment.run
