@@ -119,12 +119,10 @@ def sched_times() -> dict[int, tuple[float, float]] | None:
     return times
 
 
-def cpu_wait(before: dict[int, tuple[float, float]] | None, after: dict[int, tuple[float, float]] | None) -> float | None:
-    """The share of its runnable time that the process waited for a CPU between two sched_times() readings.
+def sched_span(before: dict[int, tuple[float, float]] | None, after: dict[int, tuple[float, float]] | None) -> tuple[float, float] | None:
+    """(seconds run, seconds waited for a CPU) by the process's threads between two sched_times() readings; None if not reported.
 
-    Counted over the threads alive at the second reading (from zero for those started in between). About 0 when the
-    process was rarely kept from a core; 0.5 when its threads waited as long as they ran, because other work shared the
-    CPU (its times are then not speed numbers). None where the kernel does not report it.
+    Counted over the threads alive at the second reading (from zero for those started in between).
     """
     if before is None or after is None:
         return None
@@ -132,7 +130,24 @@ def cpu_wait(before: dict[int, tuple[float, float]] | None, after: dict[int, tup
     for tid, (run_s, wait_s) in after.items():
         run0, wait0 = before.get(tid, (0.0, 0.0))
         ran, waited = ran + max(run_s - run0, 0.0), waited + max(wait_s - wait0, 0.0)
+    return ran, waited
+
+
+def wait_share(spans: list[tuple[float, float] | None]) -> float | None:
+    """The waited share of runnable time over sched_span() spans; None if any span was not measured.
+
+    About 0 when the process was rarely kept from a core; 0.5 when its threads waited as long as they ran, because other
+    work shared the CPU (its times are then not speed numbers).
+    """
+    if not spans or any(span is None for span in spans):
+        return None
+    ran, waited = sum(span[0] for span in spans), sum(span[1] for span in spans)
     return waited / (ran + waited) if ran + waited > 0 else None
+
+
+def cpu_wait(before: dict[int, tuple[float, float]] | None, after: dict[int, tuple[float, float]] | None) -> float | None:
+    """The share of its runnable time that the process waited for a CPU between two sched_times() readings (see wait_share)."""
+    return wait_share([sched_span(before, after)])
 
 
 def wait_pct(share: float | None) -> str:

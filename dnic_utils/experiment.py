@@ -95,7 +95,7 @@ class Experiment:
 
 
 def training_cpu_wait(history: list[dict]) -> float | None:
-    """The share of training time the run waited for a CPU, its epochs weighted by their time (None if an epoch lacks it)."""
+    """The waited share of the run's runnable training time, its epochs weighted by their training time (None if an epoch lacks it)."""
     waits = [row.get("cpu_wait") for row in history]
     if not waits or any(w is None for w in waits):
         return None

@@ -32,7 +32,7 @@ from .models import REGISTRY, model_spec
 from .onnx_model import find_cards
 from .readme import architecture_table, models_table, notebook_index, profile_table, readme_tables, replaced_rows, runtime_table, update_readme
 from .records import load_records, make_record, read_record, scan_records, write_record
-from .settings import project_root
+from .settings import project_root, share_cores
 
 TEMPLATE = Path("notebooks/templates/model.ipynb")
 PATH_CHAR = r"[^\s'\"`,;:()\[\]{}<>]"  # a character of a path in an error message: not a space, quote, bracket or separator
@@ -134,11 +134,11 @@ def run_seed(item: Planned, seed: int, profile: str, skip_done: bool) -> str:
     return f"record {cfg.run_name} written"
 
 
-def train_seeds(runs: list[tuple[Planned, int]], profile: str, args: argparse.Namespace, start: float, failures: list[str]) -> bool:
-    """Train the extra seeds in turn, each failure added to `failures`; False when --stop-after stopped them."""
+def train_seeds(runs: list[tuple[Planned, int]], profile: str, args: argparse.Namespace, deadline: float | None, failures: list[str]) -> bool:
+    """Train the extra seeds in turn, each failure added to `failures`; False when --stop-after's deadline stopped them."""
     root = project_root()
     for k, (item, seed) in enumerate(runs, start=1):
-        if args.stop_after and time.perf_counter() - start > args.stop_after:
+        if deadline is not None and time.monotonic() > deadline:
             print(f"[seed {k}/{len(runs)}] stopping: {args.stop_after} s have passed (--stop-after); resume with --skip-done", flush=True)
             return False
         print(f"[seed {k}/{len(runs)}] {item.name} seed {seed}", flush=True)
@@ -213,18 +213,13 @@ def execute(root: Path, item: Planned, profile: str, out: Path, timeout: int | N
 
 def execute_timed(root: Path, item: Planned, profile: str, out: Path, timeout: int | None, deadline: float | None,
                   label: str) -> float | None:
-    """execute() announced by `label`; its seconds, or None when the deadline (time.time()) passed before it could start."""
-    if deadline is not None and time.time() > deadline:
+    """execute() announced by `label`; its seconds, or None when the deadline (time.monotonic()) passed before it could start."""
+    if deadline is not None and time.monotonic() > deadline:
         return None
     print(label, flush=True)
     t0 = time.perf_counter()
     execute(root, item, profile, out, timeout)
     return round(time.perf_counter() - t0, 1)
-
-
-def share_cores(jobs: int) -> None:
-    """In a worker of --jobs: its notebook kernels get cores/jobs threads each, unless OMP_NUM_THREADS is set."""
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
 
 
 def scrub_paths(text: str, root: Path) -> str:
@@ -321,7 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     args.jobs = resolve_jobs(args.jobs, profile)
     if args.timeout is None and PROFILES[profile].rank < PROFILES[PUBLISHED].rank:
         args.timeout = DEMO_TIMEOUT
-    deadline = time.time() + args.stop_after if args.stop_after else None
+    # One clock for --stop-after: the monotonic clock is system-wide, so the --jobs workers read the same one.
+    deadline = time.monotonic() + args.stop_after if args.stop_after else None
     steps = batch_order(items)
     side_by_side = steps[:steps.index(None)] if args.jobs > 1 and None in steps else []  # 00 and the model notebooks
     waiting: list[tuple[Planned, Path, Future]] = []
@@ -351,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
             if item is None:  # the extra seeds, once the notebooks before them are done
                 going = all([settle(i, o, f.result) for i, o, f in waiting])
                 waiting.clear()
-                if going and train_seeds(seed_runs(items, profile, args.seeds), profile, args, start, failures):
+                if going and train_seeds(seed_runs(items, profile, args.seeds), profile, args, deadline, failures):
                     continue
                 break
             out = output_path(root, item, profile, args.force)

@@ -33,6 +33,11 @@ def data_dir(root: str | os.PathLike | None = None) -> Path | None:
     return Path(value).expanduser() if value else None
 
 
+def share_cores(jobs: int) -> None:
+    """For one of `jobs` processes sharing the machine: cores/jobs threads for it and its kernels, unless OMP_NUM_THREADS is set."""
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
+
+
 def quiet() -> bool:
     """True under CI or the runner, where progress bars would only add noise."""
     return any(os.environ.get(k, "").lower() not in ("", "0", "false") for k in ("CI", "DNIC_QUIET"))

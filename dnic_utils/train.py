@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from .checkpoint import TrainState
 from .config import RunConfig
 from .data import BatchLoader
-from .devices import amp_dtype, autocast, cpu_wait, is_cuda, sched_times, synchronize
+from .devices import amp_dtype, autocast, is_cuda, sched_span, sched_times, synchronize, wait_share
 from .models import model_fingerprint
 from .settings import quiet
 from .transfer.stages import max_cut, stages_of
@@ -179,12 +179,15 @@ def evaluate(model: nn.Module, loader: BatchLoader, amp: torch.dtype | None = No
 
 def _train_epoch(state: TrainState, loader: BatchLoader, cfg: RunConfig, amp: torch.dtype | None, desc: str,
                  probe: Callable[[int, int, float], None] = lambda step, seen, seconds: None, probe_at: tuple[int, ...] = ()) -> dict:
-    """One pass over the training loader, calling probe(step, images, training seconds) after the steps in probe_at."""
+    """One pass over the training loader, calling probe(step, images, training seconds) after the steps in probe_at.
+
+    Its time and CPU wait leave the probes out: they measure training alone.
+    """
     model, optimizer, scheduler, scaler = state.model, state.optimizer, state.scheduler, state.scaler
     train_mode(model)
     loss_sum = torch.zeros((), device=loader.device)
     correct = torch.zeros((), device=loader.device, dtype=torch.long)
-    seen, probing = 0, 0.0
+    seen, probing, spans = 0, 0.0, []
     sched, start = sched_times(), time.perf_counter()
     for step, (xb, yb) in enumerate(tqdm(loader, desc=desc, leave=False, disable=quiet()), start=1):
         with autocast(cfg.device, amp):
@@ -201,13 +204,16 @@ def _train_epoch(state: TrainState, loader: BatchLoader, cfg: RunConfig, amp: to
         if step in probe_at:
             synchronize(cfg.device)
             t0 = time.perf_counter()
+            spans.append(sched_span(sched, sched_times()))
             probe(step, seen, t0 - start - probing)
             train_mode(model)
+            sched = sched_times()
             probing += time.perf_counter() - t0
     synchronize(cfg.device)
     elapsed = time.perf_counter() - start - probing
+    spans.append(sched_span(sched, sched_times()))
     return {"train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen, "train_time_s": elapsed, "images": seen,
-            "images_per_s": seen / elapsed, "cpu_wait": cpu_wait(sched, sched_times())}
+            "images_per_s": seen / elapsed, "cpu_wait": wait_share(spans)}
 
 
 @dataclass

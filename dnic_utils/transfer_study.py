@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from .config import PROFILES, RunConfig
-from .data import dataset_info
+from .data import dataset_info, load_raw
 from .data.subsets import CLASS_SPLITS
 from .errors import DnicError
 from .experiment import run
@@ -212,24 +212,26 @@ def run_arms(arms: list[Arm], profile: str, data_dir: str | None = None, reuse: 
     """Run every arm once (arms with the same configuration share a run), in order, and tabulate their records.
 
     An arm is taken from its record instead when reuse(cfg) says so, or when this very code (a clean commit) made the record
-    with this configuration: a study stopped part-way (a killed kernel, the end of a session) goes on where it stopped.
+    with this configuration from this copy of the data: a study stopped part-way (a killed kernel, the end of a session) goes
+    on where it stopped.
     """
     records: dict[str, dict] = {}
     rows = []
     for arm in arms:
         cfg = arm.config(profile)
         if cfg.run_name not in records:
-            kept = read_record(profile, cfg.run_name) if reuse(cfg) or made_by_this_code(cfg) else None
+            kept = read_record(profile, cfg.run_name) if reuse(cfg) or made_by_this_code(cfg, data_dir) else None
             records[cfg.run_name] = kept or run(cfg, data_dir, latency=False).record  # the study's tables show no latency
         rows.append(_row(arm, records[cfg.run_name]))
     return pd.DataFrame(rows)
 
 
-def made_by_this_code(cfg: RunConfig) -> bool:
-    """True when the run's record comes from this commit, with no uncommitted code changes, and from this configuration."""
+def made_by_this_code(cfg: RunConfig, data_dir: str | None = None) -> bool:
+    """True when the run's record comes from this commit (no uncommitted code changes), this configuration and this data's checksum."""
     record, commit = read_record(cfg.profile, cfg.run_name), git_commit()
     return (record is not None and commit is not None and not commit.endswith("-dirty") and record.get("git_commit") == commit
-            and record.get("config") == cfg.to_dict())
+            and record.get("config") == cfg.to_dict()
+            and record.get("data", {}).get("sha256") == load_raw(cfg.dataset, data_dir).source["sha256"])  # read last: it loads the data
 
 
 def trained_here(cfg: RunConfig) -> bool:

@@ -14,15 +14,18 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from dnic_utils.settings import share_cores
+
 if TYPE_CHECKING:
     from dnic_utils import compare
 
 os.environ.setdefault("DNIC_PROFILE", "smoke")
 os.environ.setdefault("DNIC_QUIET", "1")
 # Under pytest-xdist (`-n 2` in pyproject.toml) the workers share the cores: each worker, and the notebook kernels it
-# starts, gets its share of threads instead of every one spinning a thread per core.
+# starts, gets its share of threads instead of every one spinning a thread per core (settings imports no torch, so this
+# comes before any test module imports it).
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
+    share_cores(int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent

@@ -465,6 +465,26 @@ def test_a_one_epoch_run_draws_a_curve_of_images_seen_and_time(tmp_path: Path) -
     assert curve[-1]["train_time_s"] == pytest.approx(result.history[-1]["train_time_s"])  # validation time is not training time
 
 
+def test_an_epochs_cpu_wait_leaves_out_its_validation_probes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = {"ran": 0.0, "waited": 0.0}
+
+    def fake_sched_times() -> dict[int, tuple[float, float]]:
+        clock["ran"] += 1.0  # training runs 1 s between any two readings and never waits
+        return {1: (clock["ran"], clock["waited"])}
+
+    def waiting_evaluate(*args, **kwargs) -> dict:
+        clock["waited"] += 1000.0  # every validation pass, probes included, waits long
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(train, "sched_times", fake_sched_times)
+    monkeypatch.setattr(train, "evaluate", waiting_evaluate)
+    x, y = random_batch(160)
+    result = fit(fresh_lenet(), *loaders(x, y, 16), lenet_config(1), tmp_path)  # 10 steps, with probes among them
+    assert len(result.curve) >= train.PROBE_POINTS and clock["waited"] >= 1000.0 * (train.PROBE_POINTS - 1)
+    assert result.history[0]["cpu_wait"] == 0.0
+    assert devices.wait_share([(3.0, 1.0), (1.0, 3.0)]) == 0.5 and devices.wait_share([(3.0, 1.0), None]) is None
+
+
 def test_the_curve_survives_a_resume(interrupted_run, tmp_path: Path) -> None:
     x, y, cfg, saved = interrupted_run
     result = fit(fresh_lenet(), *loaders(x, y, 16), cfg, tmp_path)

@@ -63,18 +63,20 @@ def test_the_study_runs_each_configuration_once_without_measuring_latency(monkey
     assert not any(latency for _, latency in calls)
 
 
-@pytest.mark.parametrize(("commit", "made_by", "same_config", "reused"), [
-    ("abc", "abc", True, True),  # this code, this configuration: a stopped study goes on where it stopped
-    ("abc", "old", True, False),  # other code: trained afresh
-    ("abc-dirty", "abc-dirty", True, False),  # uncommitted changes: no telling what made it
-    ("abc", "abc", False, False),  # another configuration under the same name
+@pytest.mark.parametrize(("commit", "made_by", "same_config", "data_sha", "reused"), [
+    ("abc", "abc", True, "d1", True),  # this code, this configuration, this data: a stopped study goes on where it stopped
+    ("abc", "old", True, "d1", False),  # other code: trained afresh
+    ("abc-dirty", "abc-dirty", True, "d1", False),  # uncommitted changes: no telling what made it
+    ("abc", "abc", False, "d1", False),  # another configuration under the same name
+    ("abc", "abc", True, "d2", False),  # another copy of the data (its checksum differs)
 ])
 def test_a_stopped_study_reuses_only_the_arms_this_code_made(monkeypatch: pytest.MonkeyPatch, commit: str, made_by: str, same_config: bool,
-                                                             reused: bool) -> None:
+                                                             data_sha: str, reused: bool) -> None:
     [arm] = ts.part_c("smoke")[:1]
     cfg = arm.config("smoke")
     kept = {"name": cfg.run_name, "git_commit": made_by, "config": cfg.to_dict() if same_config else {**cfg.to_dict(), "lr": 9.0},
-            "metrics": {"test_acc": 0.7, "best_val_acc": 0.7, "train_time_s": 1.0, "images_per_s": 1.0}, "data": {"sizes": {"test": 10, "train": 10}}}
+            "metrics": {"test_acc": 0.7, "best_val_acc": 0.7, "train_time_s": 1.0, "images_per_s": 1.0},
+            "data": {"sizes": {"test": 10, "train": 10}, "sha256": data_sha}}
     calls = []
 
     def fake_run(cfg, data_dir=None, resume=True, latency=True):  # noqa: ANN001, ANN202 - stands in for experiment.run
@@ -82,6 +84,7 @@ def test_a_stopped_study_reuses_only_the_arms_this_code_made(monkeypatch: pytest
         return type("Finished", (), {"record": {**kept, "metrics": {**kept["metrics"], "test_acc": 0.5}}})()
 
     monkeypatch.setattr(ts, "git_commit", lambda: commit)
+    monkeypatch.setattr(ts, "load_raw", lambda name, root=None: type("Raw", (), {"source": {"sha256": "d1"}})())  # the data here
     monkeypatch.setattr(ts, "read_record", lambda profile, name: kept if name == cfg.run_name else None)
     monkeypatch.setattr(ts, "run", fake_run)
     table = ts.run_arms([arm], "smoke")
