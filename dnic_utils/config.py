@@ -63,7 +63,7 @@ PROFILES: dict[str, Profile] = {
     )
 }
 OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("onecycle", "cosine", "constant")
+SCHEDULES = ("onecycle", "cosine", "triangle", "constant")  # triangle: airbench's linear 0.2× → 1× (at 20%) → 0
 TTA_MODES = ("off", "flip", "multiview")  # multiview: the image and 1-pixel shifts of it, each also mirrored where flips keep the label
 MAX_LR = 10.0  # a learning rate at or above this diverges for every net here: a given or derived one must stay below
 
@@ -177,10 +177,13 @@ class RunConfig:
     test_size: int | None = param(None, optional(whole(1)), "{} test images")
     patience: int | None = param(None, optional(whole(1)), "early-stopping patience {}")
     optimizer: str = param("sgd", one_of(OPTIMIZERS), "optimizer {}")
-    lr: float | None = param(None, optional(number(0, MAX_LR, low_open=True)), "peak learning rate {:g}")
-    weight_decay: float = param(5e-4, number(0, 1), "weight decay {:g}")
-    schedule: str = param("onecycle", one_of(SCHEDULES), "{} schedule")
+    lr: float | None = param(None, optional(number(0, MAX_LR, low_open=True)), "peak learning rate {:g}")  # None: lr_per_64 scaled to the batch
+    lr_per_64: float = param(0.05, number(0, MAX_LR, low_open=True), "SGD learning rate {:g} per 64 images", per_arch=True, quiet=True)
+    momentum: float = param(0.9, number(0, 1), "momentum {:g}", per_arch=True, quiet=True)  # Nesterov; one-cycle cycles it 0.95 → 0.85 → 0.95 instead
+    weight_decay: float = param(5e-4, number(0, 1), "weight decay {:g}", per_arch=True)
+    schedule: str = param("onecycle", one_of(SCHEDULES), "{} schedule", per_arch=True)
     bias_lr: float = param(1.0, number(0, 1000, low_open=True), "bias and norm learning rate ×{:g}", per_arch=True)
+    bias_decay: bool = param(False, flag, "biases and norms decayed as much per step as weights {}", per_arch=True, quiet=True)
     lookahead: bool = param(False, flag, "Lookahead {}", per_arch=True)  # every 5 steps, pull the weights halfway back to a slow copy
     label_smoothing: float = param(0.1, number(0, 1), "label smoothing {:g}", per_arch=True)
     augment: bool = param(True, flag, "augmentation {}")
@@ -242,14 +245,14 @@ class RunConfig:
             raise DnicError(f"`batch_size` {self.batch_size:,} is larger than the {available:,} training images of this run.",
                             f"set `batch_size` to at most {available:,} (or None for the profile's {prof.batch_size}).")
         if self.lr is None:
-            # SGD follows the linear scaling rule (0.05 per 64 images; one-cycle's first quarter is the warm-up); AdamW is left as is
-            derived = 0.05 * self.batch_size / 64 if self.optimizer == "sgd" else 3e-3
+            # SGD follows the linear scaling rule (lr_per_64 per 64 images; the schedules warm up); AdamW is left as is
+            derived = self.lr_per_64 * self.batch_size / 64 if self.optimizer == "sgd" else 3e-3
             if derived >= MAX_LR:
-                raise DnicError(f"The learning rate derived for batch {self.batch_size:,} (0.05 per 64 images) is {derived:g}, "
+                raise DnicError(f"The learning rate derived for batch {self.batch_size:,} ({self.lr_per_64:g} per 64 images) is {derived:g}, "
                                 f"at or above {MAX_LR:g}, where training diverges.", "set `lr` explicitly, or use a smaller `batch_size`.")
             object.__setattr__(self, "lr", derived)
         object.__setattr__(self, "lr", float(self.lr))
-        for name in ("weight_decay", "label_smoothing", "bias_lr", "rotation"):
+        for name in ("lr_per_64", "momentum", "weight_decay", "label_smoothing", "bias_lr", "rotation"):
             object.__setattr__(self, name, float(getattr(self, name)))
 
     @property

@@ -100,6 +100,6 @@ def config_line(cfg: RunConfig) -> str:
             return "all" if value is None else "on" if value else "off"
         return f"{value:,}" if isinstance(value, int) else value
 
-    fields = [f for f in recipe_fields() if not (f.metadata.get("quiet") and getattr(cfg, f.name) == f.default)]
+    fields = [f for f in recipe_fields() if not (f.metadata.get("quiet") and getattr(cfg, f.name) == f.metadata.get("default", f.default))]
     text = ", ".join(f.metadata["label"].format(shown(getattr(cfg, f.name))) for f in fields)
     return text[0].upper() + text[1:] + "."

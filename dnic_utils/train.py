@@ -40,9 +40,9 @@ def copied_params(model: nn.Module, cfg: RunConfig) -> set[int]:
 
 
 def make_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
-    """SGD with Nesterov momentum or AdamW over the trainable parameters; biases and norm parameters get no weight decay
-    and the learning rate × cfg.bias_lr, stages copied by a transfer run × cfg.copied_lr on top; with cfg.lookahead, Lookahead
-    wraps the steps."""
+    """SGD with Nesterov momentum or AdamW over the trainable parameters; biases and norm parameters get the learning rate
+    × cfg.bias_lr and no weight decay (with cfg.bias_decay, the weights' decay per step), stages copied by a transfer run
+    × cfg.copied_lr on top."""
     copied = copied_params(model, cfg) if cfg.copied_lr != 1 else set()
     trainable = [p for p in model.parameters() if p.requires_grad]
     parts = [(1.0, [p for p in trainable if id(p) not in copied])]
@@ -50,23 +50,28 @@ def make_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
         parts.append((cfg.copied_lr, [p for p in trainable if id(p) in copied]))
     groups = [group for scale, params in parts for group in (
         {"params": [p for p in params if p.ndim > 1], "weight_decay": cfg.weight_decay, "lr": cfg.lr * scale},
-        {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0, "lr": cfg.lr * cfg.bias_lr * scale})]
+        {"params": [p for p in params if p.ndim <= 1], "weight_decay": cfg.weight_decay / cfg.bias_lr if cfg.bias_decay else 0.0,
+         "lr": cfg.lr * cfg.bias_lr * scale})]
     fused = {"fused": True} if is_cuda(cfg.device) else {}
     if cfg.optimizer == "sgd":
-        optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True, **fused)
-    else:
-        optimizer = torch.optim.AdamW(groups, lr=cfg.lr, **fused)
-    if cfg.lookahead:
-        add_lookahead(optimizer)
-    return optimizer
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True, **fused)
+    return torch.optim.AdamW(groups, lr=cfg.lr, **fused)
 
 
-LOOKAHEAD_STEPS, LOOKAHEAD_ALPHA = 5, 0.5  # Zhang et al. 2019's defaults: sync every k=5 steps, halfway to the fast weights
+# Lookahead as airbench94 schedules it: a sync every 5 steps, at which the slow weights keep a share 0.95**5 · (t/T)**3 of
+# themselves at step t of T. Early on they simply follow the fast weights; near the end they average the last steps.
+LOOKAHEAD_STEPS, LOOKAHEAD_KEEP = 5, 0.95 ** 5
 
 
-def add_lookahead(optimizer: torch.optim.Optimizer) -> None:
-    """Lookahead (Zhang et al. 2019): every LOOKAHEAD_STEPS steps the slow weights move LOOKAHEAD_ALPHA of the way to the
-    fast ones, and the fast weights restart from them. The slow weights live in the optimizer's state, so checkpoints keep them."""
+def lookahead_keep(step: int, total: int) -> float:
+    """The share of the slow weights kept at a sync at `step` of `total` steps."""
+    return LOOKAHEAD_KEEP * min(1.0, step / total) ** 3
+
+
+def add_lookahead(optimizer: torch.optim.Optimizer, total_steps: int) -> None:
+    """Lookahead (Zhang et al. 2019) on airbench's schedule: every LOOKAHEAD_STEPS steps the slow weights move to
+    (1 - keep) of the way to the fast ones, and the fast weights restart from them. The slow weights live in the
+    optimizer's state, so checkpoints keep them."""
     with torch.no_grad():
         for group in optimizer.param_groups:
             group.setdefault("lookahead_steps", 0)
@@ -80,9 +85,10 @@ def add_lookahead(optimizer: torch.optim.Optimizer) -> None:
             group["lookahead_steps"] += 1
             if group["lookahead_steps"] % LOOKAHEAD_STEPS:
                 continue
+            keep = lookahead_keep(group["lookahead_steps"], total_steps)
             for p in group["params"]:
                 slow = opt.state[p]["lookahead_slow"]
-                slow.lerp_(p, LOOKAHEAD_ALPHA)
+                slow.lerp_(p, 1.0 - keep)
                 p.copy_(slow)
 
     optimizer.register_step_post_hook(sync)
@@ -101,10 +107,12 @@ def _warmup_cosine(total: int, warmup: int) -> Callable[[int], float]:
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: RunConfig, steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
-    """A per-step one-cycle or warm-up + cosine schedule over the whole run."""
+    """A per-step schedule over the whole run: one-cycle, triangle, warm-up + cosine, or constant."""
     total = max(1, cfg.epochs * steps_per_epoch)
     if cfg.schedule == "constant":
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    if cfg.schedule == "triangle":  # airbench94's: linear from 0.2× to the peak at 20% of the steps, then linear to 0
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: float(np.interp(step, [0, 0.2 * total, total], [0.2, 1.0, 0.0])))
     if cfg.schedule == "onecycle" and total >= 8:  # OneCycleLR divides by zero on a handful of steps
         peaks = [group["lr"] for group in optimizer.param_groups]
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peaks, total_steps=total, pct_start=0.25)
@@ -244,6 +252,8 @@ def fit(
         torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN pick its fastest kernels once
     amp = amp_dtype(cfg.amp, cfg.device)
     optimizer = make_optimizer(model, cfg)
+    if cfg.lookahead:
+        add_lookahead(optimizer, cfg.epochs * len(train))
     identity = {"config": cfg.to_dict(), "data": data_id, "model": model_fingerprint(cfg.arch, model)}
     state = TrainState(model, optimizer, make_scheduler(optimizer, cfg, len(train)),
                        torch.amp.GradScaler(enabled=amp == torch.float16 and is_cuda(cfg.device)), train.generator, identity)

@@ -117,7 +117,7 @@ def test_non_default_parameters_get_their_own_run_name() -> None:
 
 # A valid value other than the default for each recipe field: a new field without one here fails the test below.
 OTHER_VALUES = {"epochs": 3, "batch_size": 16, "train_size": 1000, "val_size": 500, "test_size": 500, "patience": 5, "optimizer": "adamw",
-                "lr": 0.01, "weight_decay": 1e-3, "schedule": "cosine", "label_smoothing": 0.0, "augment": False, "amp": "off", "seed": 1,
+                "lr": 0.01, "lr_per_64": 0.1, "momentum": 0.85, "bias_decay": True, "weight_decay": 1e-3, "schedule": "cosine", "label_smoothing": 0.0, "augment": False, "amp": "off", "seed": 1,
                 "tta": "flip", "bias_lr": 3.0, "lookahead": True, "translate": 1, "rotation": 0.0, "alternate_flips": True,
                 "source": "imagenet", "cut": 1, "freeze": 1, "copied_lr": 0.5, "classes": "random:A", "labels_per_class": 10, "grey_as_rgb": True,
                 "image_size": 64}

@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import pytest
 import torch
 
 from dnic_utils import experiment, train
-from dnic_utils.config import make_config
+from dnic_utils.config import RunConfig, make_config
 from dnic_utils.models import REGISTRY, build_model, model_spec
 from dnic_utils.models.fastnet import WHITEN_EPS, whiten
 
@@ -36,12 +37,30 @@ def test_the_whitening_stem_decorrelates_the_patches_of_its_images() -> None:
 
 def test_the_stem_is_frozen_and_the_stages_cover_the_net() -> None:
     model = build_model("fastnet", 10, 1, 28)
-    assert not model[0][0].weight.requires_grad and model[0][0].bias.requires_grad
+    assert not any(p.requires_grad for p in model[0].parameters())  # the whole stem: filters from the data, bias as initialised
     assert len(model.stages) == 5 and sum(p.numel() for s in model.stages for p in s.parameters()) == sum(p.numel() for p in model.parameters())
     assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
     cfg = make_config("fastnet", "mnist", profile="smoke")
     trainable = {id(p) for group in train.make_optimizer(model, cfg).param_groups for p in group["params"]}
-    assert id(model[0][0].weight) not in trainable and id(model[0][0].bias) in trainable
+    assert not trainable & {id(p) for p in model[0].parameters()} and trainable == {id(p) for p in model.parameters() if p.requires_grad}
+
+
+def test_each_group_starts_as_the_identity_on_its_inputs_channels_and_keeps_airbenchs_norm_statistics() -> None:
+    model = build_model("fastnet", 10, 3, 32)
+    for group, width in zip(model.stages[1:4], (24, 64, 256)):
+        first_conv, norm = group[0], group[2]
+        x = torch.randn(2, width, 8, 8)
+        assert torch.allclose(first_conv(x)[:, :width], x, atol=1e-6)  # Dirac init on the first in_channels filters
+        assert width == 256 or first_conv(x)[:, width:].abs().sum() > 0  # the others (where there are more) start at random
+        assert norm.momentum == 0.4 and norm.eps == 1e-12 and not norm.weight.requires_grad
+
+
+def test_the_recipe_restates_airbenchs_optimiser_for_a_mean_loss() -> None:
+    cfg = RunConfig("fastnet", "cifar10", "full", batch_size=1024)  # not make_config: the tests' DNIC_PROFILE would win
+    assert cfg.lr == 1.5 and cfg.momentum == 0.85 and cfg.schedule == "triangle" and cfg.bias_lr == 64.0
+    assert cfg.lr * cfg.weight_decay == pytest.approx(0.002)  # airbench's weights shrink by 0.002 per step at the peak
+    assert RunConfig("fastnet", "cifar10", "full", batch_size=512).lr == 0.75  # linear scaling
+    assert RunConfig("resnet18", "cifar10", "full", batch_size=512).lr == 0.4  # other nets keep 0.05 per 64
 
 
 def test_a_fastnet_run_whitens_from_training_images_and_uses_its_recipe(project_dir: Path, fixture_data: Path,

@@ -509,18 +509,42 @@ def test_bias_lr_scales_the_peak_learning_rate_of_biases_and_norm_parameters() -
         assert no_decay == pytest.approx(8 * decay)  # one schedule, two peaks
 
 
-def test_lookahead_pulls_the_weights_halfway_back_every_fifth_step() -> None:
+def test_lookahead_keeps_more_of_the_slow_weights_as_the_run_ends() -> None:
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([param], lr=1.0)
-    train.add_lookahead(optimizer)
+    train.add_lookahead(optimizer, total_steps=10)
     for step in range(1, 11):
         param.grad = -torch.ones(1)  # each plain step adds 1
         optimizer.step()
         if step == 4:
             assert param.item() == pytest.approx(4.0)  # between syncs the fast weights run ahead
-    # step 5: fast 5, slow 0 → 2.5; steps 6-10: fast 7.5, slow 2.5 → 5.0
-    assert param.item() == pytest.approx(5.0)
-    assert optimizer.state[param]["lookahead_slow"].item() == pytest.approx(5.0)
+        if step == 5:  # halfway: the slow weights keep 0.95**5 / 8 of themselves (0) and take the rest of the fast ones (5)
+            assert param.item() == pytest.approx(4.516387, abs=1e-5)
+    # step 10, the end: they keep 0.95**5 of themselves (4.516387) and take 1 - 0.95**5 of the fast ones (9.516387)
+    assert param.item() == pytest.approx(5.647482, abs=1e-5)
+    assert optimizer.state[param]["lookahead_slow"].item() == pytest.approx(5.647482, abs=1e-5)
+
+
+def test_the_triangle_schedule_rises_from_a_fifth_to_the_peak_at_a_fifth_of_the_run_then_falls_to_zero() -> None:
+    cfg = lenet_config(1, optimizer="sgd", lr=1.0, schedule="triangle")
+    optimizer = train.make_optimizer(fresh_lenet(), cfg)
+    scheduler = train.make_scheduler(optimizer, cfg, steps_per_epoch=100)
+    lrs = [scheduler.get_last_lr()[0]]
+    for _ in range(100):
+        optimizer.step()
+        scheduler.step()
+        lrs.append(scheduler.get_last_lr()[0])
+    assert lrs[0] == pytest.approx(0.2) and lrs[10] == pytest.approx(0.6) and lrs[20] == pytest.approx(1.0)
+    assert lrs[60] == pytest.approx(0.5) and lrs[100] == pytest.approx(0.0) and max(lrs) == pytest.approx(1.0)
+
+
+def test_bias_decay_shrinks_biases_per_step_as_much_as_weights_and_momentum_is_set() -> None:
+    cfg = lenet_config(1, optimizer="sgd", lr=0.1, weight_decay=1e-3, bias_lr=8.0, bias_decay=True, momentum=0.85)
+    decay, biases = train.make_optimizer(fresh_lenet(), cfg).param_groups
+    assert biases["lr"] * biases["weight_decay"] == pytest.approx(decay["lr"] * decay["weight_decay"])  # 0.8 × 1.25e-4 = 0.1 × 1e-3
+    assert decay["momentum"] == biases["momentum"] == 0.85 and decay["nesterov"]
+    no_decay = train.make_optimizer(fresh_lenet(), dataclasses.replace(cfg, bias_decay=False)).param_groups[1]
+    assert no_decay["weight_decay"] == 0.0
 
 
 def test_a_resumed_lookahead_run_matches_an_unbroken_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
