@@ -525,7 +525,7 @@ def test_lookahead_keeps_more_of_the_slow_weights_as_the_run_ends() -> None:
     assert optimizer.state[param]["lookahead_slow"].item() == pytest.approx(5.647482, abs=1e-5)
 
 
-def test_the_triangle_schedule_rises_from_a_fifth_to_the_peak_at_a_fifth_of_the_run_then_falls_to_zero() -> None:
+def test_the_triangle_schedule_rises_from_a_fifth_to_the_peak_at_23_percent_then_falls_to_7_percent() -> None:
     cfg = lenet_config(1, optimizer="sgd", lr=1.0, schedule="triangle")
     optimizer = train.make_optimizer(fresh_lenet(), cfg)
     scheduler = train.make_scheduler(optimizer, cfg, steps_per_epoch=100)
@@ -534,8 +534,8 @@ def test_the_triangle_schedule_rises_from_a_fifth_to_the_peak_at_a_fifth_of_the_
         optimizer.step()
         scheduler.step()
         lrs.append(scheduler.get_last_lr()[0])
-    assert lrs[0] == pytest.approx(0.2) and lrs[10] == pytest.approx(0.6) and lrs[20] == pytest.approx(1.0)
-    assert lrs[60] == pytest.approx(0.5) and lrs[100] == pytest.approx(0.0) and max(lrs) == pytest.approx(1.0)
+    assert lrs[0] == pytest.approx(0.2) and lrs[23] == pytest.approx(1.0) and max(lrs) == pytest.approx(1.0)
+    assert lrs[100] == pytest.approx(0.07) and lrs[23 + 77 // 2] == pytest.approx(1.0 - 0.93 * (77 // 2) / 77)
 
 
 def test_bias_decay_shrinks_biases_per_step_as_much_as_weights_and_momentum_is_set() -> None:
@@ -545,6 +545,19 @@ def test_bias_decay_shrinks_biases_per_step_as_much_as_weights_and_momentum_is_s
     assert decay["momentum"] == biases["momentum"] == 0.85 and decay["nesterov"]
     no_decay = train.make_optimizer(fresh_lenet(), dataclasses.replace(cfg, bias_decay=False)).param_groups[1]
     assert no_decay["weight_decay"] == 0.0
+
+
+def test_an_epoch_ends_on_lookaheads_slow_weights(tmp_path: Path) -> None:
+    x, y = random_batch(48)
+    cfg = lenet_config(1, optimizer="sgd", lr=0.05, lookahead=True)  # 3 steps: the first sync (step 5) never comes
+    model = fresh_lenet()
+    initial = {name: p.detach().clone() for name, p in model.named_parameters()}
+    fit(model, *loaders(x, y, 16), cfg, tmp_path)
+    for name, p in model.named_parameters():  # the slow copy never moved, and the epoch's end restarted from it
+        assert torch.equal(p, initial[name]), name
+    trained = fresh_lenet()
+    fit(trained, *loaders(x, y, 16), dataclasses.replace(cfg, lookahead=False), tmp_path / "plain")
+    assert not all(torch.equal(p, initial[name]) for name, p in trained.named_parameters())  # without it, the steps count
 
 
 def test_a_resumed_lookahead_run_matches_an_unbroken_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
