@@ -179,12 +179,12 @@ class RunConfig:
     optimizer: str = param("sgd", one_of(OPTIMIZERS), "optimizer {}")
     lr: float | None = param(None, optional(number(0, MAX_LR, low_open=True)), "peak learning rate {:g}")  # None: lr_per_64 scaled to the batch
     lr_per_64: float = param(0.05, number(0, MAX_LR, low_open=True), "SGD learning rate {:g} per 64 images", per_arch=True, quiet=True)
-    momentum: float = param(0.9, number(0, 1), "momentum {:g}", per_arch=True, quiet=True)  # Nesterov; one-cycle cycles it 0.95 → 0.85 → 0.95 instead
+    momentum: float = param(0.9, number(0, 1, low_open=True), "momentum {:g}", per_arch=True, quiet=True)  # Nesterov; one-cycle cycles it 0.95 → 0.85 → 0.95 instead
     weight_decay: float = param(5e-4, number(0, 1), "weight decay {:g}", per_arch=True)
     schedule: str = param("onecycle", one_of(SCHEDULES), "{} schedule", per_arch=True)
     bias_lr: float = param(1.0, number(0, 1000, low_open=True), "bias and norm learning rate ×{:g}", per_arch=True)
     bias_decay: bool = param(False, flag, "biases and norms decayed as much per step as weights {}", per_arch=True, quiet=True)
-    lookahead: bool = param(False, flag, "Lookahead {}", per_arch=True)  # every 5 steps, pull the weights halfway back to a slow copy
+    lookahead: bool = param(False, flag, "Lookahead {}", per_arch=True)  # airbench's schedule (dnic_utils.train.lookahead_keep)
     label_smoothing: float = param(0.1, number(0, 1), "label smoothing {:g}", per_arch=True)
     augment: bool = param(True, flag, "augmentation {}")
     translate: int | None = param(None, optional(whole(0)), "translation ±{} px")  # None: the architecture's, else 2 px on 28×28 and 4 on 32×32

@@ -58,10 +58,12 @@ def make_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=cfg.lr, **fused)
 
 
-# Lookahead as airbench94 schedules it: a sync every 5 steps, at which the slow weights keep a share 0.95**5 · (t/T)**3 of
-# themselves at step t of T, and a restart of the fast weights from them at the end of each epoch. Early on they simply
-# follow the fast weights; near the end they average the last steps. (airbench starts them at epoch 3, where they keep
-# 2% of themselves; they average the BN statistics too, which here stay the fast net's.)
+# Lookahead as airbench94 schedules it: a sync every 5 steps and at the end of each epoch, at which the slow weights keep a
+# share 0.95**5 · (t/T)**3 of themselves at step t of T and the fast weights restart from them. Early on the slow weights
+# simply follow the fast ones; near the end they average the last steps. airbench starts them at epoch 3 (where they would
+# keep 2% of themselves), restarts from them outright at an epoch's end (which would drop the steps since the last sync:
+# most of the training where epochs have few steps, as in the transfer study's label budgets), and averages the BN
+# statistics too (which here stay the fast net's).
 LOOKAHEAD_STEPS, LOOKAHEAD_KEEP = 5, 0.95 ** 5
 
 
@@ -71,39 +73,36 @@ def lookahead_keep(step: int, total: int) -> float:
 
 
 def add_lookahead(optimizer: torch.optim.Optimizer, total_steps: int) -> None:
-    """Lookahead (Zhang et al. 2019) on airbench's schedule: every LOOKAHEAD_STEPS steps the slow weights move to
-    (1 - keep) of the way to the fast ones, and the fast weights restart from them. The slow weights live in the
-    optimizer's state, so checkpoints keep them."""
+    """Lookahead (Zhang et al. 2019) on airbench's schedule, synced every LOOKAHEAD_STEPS steps. The slow weights live in
+    the optimizer's state and the step count in its groups, so checkpoints keep them."""
     with torch.no_grad():
         for group in optimizer.param_groups:
             group.setdefault("lookahead_steps", 0)
+            group["lookahead_total"] = total_steps
             for p in group["params"]:
                 optimizer.state[p]["lookahead_slow"] = p.detach().clone()
 
-    @torch.no_grad()
-    def sync(opt: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
-        """After each optimizer step: count it, and on every k-th pull the weights back to the moved slow copy."""
+    def count(opt: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
+        """After each optimizer step: count it, and sync on every k-th."""
         for group in opt.param_groups:
             group["lookahead_steps"] += 1
-            if group["lookahead_steps"] % LOOKAHEAD_STEPS:
-                continue
-            keep = lookahead_keep(group["lookahead_steps"], total_steps)
-            for p in group["params"]:
-                slow = opt.state[p]["lookahead_slow"]
-                slow.lerp_(p, 1.0 - keep)
-                p.copy_(slow)
+        if opt.param_groups[0]["lookahead_steps"] % LOOKAHEAD_STEPS == 0:
+            lookahead_sync(opt)
 
-    optimizer.register_step_post_hook(sync)
+    optimizer.register_step_post_hook(count)
 
 
 @torch.no_grad()
-def restart_from_slow(optimizer: torch.optim.Optimizer) -> None:
-    """Set the weights to Lookahead's slow copy (airbench does so at the end of each epoch); nothing without Lookahead."""
+def lookahead_sync(optimizer: torch.optim.Optimizer) -> None:
+    """Move each slow copy (1 - keep) of the way to the fast weights and restart these from it; nothing without Lookahead."""
     for group in optimizer.param_groups:
+        if "lookahead_total" not in group:
+            continue
+        keep = lookahead_keep(group["lookahead_steps"], group["lookahead_total"])
         for p in group["params"]:
-            slow = optimizer.state[p].get("lookahead_slow")
-            if slow is not None:
-                p.copy_(slow)
+            slow = optimizer.state[p]["lookahead_slow"]
+            slow.lerp_(p, 1.0 - keep)
+            p.copy_(slow)
 
 
 def _warmup_cosine(total: int, warmup: int) -> Callable[[int], float]:
@@ -287,7 +286,7 @@ def fit(
 
         train.epoch = epoch  # alternating flips mirror by the epoch's parity, so a resumed run flips as an unbroken one would
         row = _train_epoch(state, train, cfg, amp, f"epoch {epoch}/{cfg.epochs}", point, tuple(ends[:-1]))
-        restart_from_slow(optimizer)
+        lookahead_sync(optimizer)  # the epoch's last steps are kept, and its validation sees the averaged weights
         val_metrics = evaluate(model, val, amp)
         n = len(probe_loader.y)  # the epoch's end: the slice's accuracy comes from the full validation pass
         point(ends[-1], row["images"], row["train_time_s"],

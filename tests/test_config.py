@@ -33,6 +33,10 @@ def explicit_profiles(monkeypatch: pytest.MonkeyPatch) -> None:
     ({"seed": -1}, "`seed`"),
     ({"label_smoothing": 1.0}, "`label_smoothing`"),
     ({"weight_decay": -1e-4}, "`weight_decay`"),
+    ({"momentum": 0}, "`momentum`"),  # Nesterov needs some momentum
+    ({"momentum": 1.0}, "`momentum`"),
+    ({"lr_per_64": 0}, "`lr_per_64`"),
+    ({"bias_decay": "yes"}, "`bias_decay`"),
 ])
 def test_make_config_rejects_bad_parameters(kwargs: dict, fragment: str) -> None:
     with pytest.raises(DnicError) as err:

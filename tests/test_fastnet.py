@@ -37,7 +37,8 @@ def test_the_whitening_stem_decorrelates_the_patches_of_its_images() -> None:
 
 def test_the_stem_is_frozen_and_the_stages_cover_the_net() -> None:
     model = build_model("fastnet", 10, 1, 28)
-    assert not any(p.requires_grad for p in model[0].parameters())  # the whole stem: filters from the data, bias as initialised
+    assert not any(p.requires_grad for p in model[0].parameters())  # the whole stem: filters from the data, bias zero
+    assert not model[0][0].bias.any()
     assert len(model.stages) == 5 and sum(p.numel() for s in model.stages for p in s.parameters()) == sum(p.numel() for p in model.parameters())
     assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
     cfg = make_config("fastnet", "mnist", profile="smoke")

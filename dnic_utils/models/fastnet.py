@@ -66,8 +66,9 @@ class FastNet(nn.Sequential):
         # maps (27→13→6→3) before the global max-pool, as on 32×32 (31→15→7→3).
         whiten_width = 2 * in_channels * 4  # each principal component of the 2×2 patches, and its negation
         stem = nn.Sequential(nn.Conv2d(in_channels, whiten_width, 2, bias=True), nn.GELU())
-        # Frozen: the filters are set from the data by `whiten`. airbench trains the bias in its first 3 epochs only, at the
-        # weights' rate; here it keeps its initial values, as the bias group's 64× rate would not suit it.
+        # Frozen: the filters are set from the data by `whiten`. airbench zeroes the bias and trains it in its first 3 epochs
+        # only, at the weights' rate; here it stays at zero, as the bias group's 64× rate would not suit it.
+        nn.init.zeros_(stem[0].bias)
         stem.requires_grad_(False)
         groups = [ConvGroup(a, b) for a, b in zip((whiten_width, *WIDTHS[:-1]), WIDTHS)]
         super().__init__(stem, *groups, Head(WIDTHS[-1], num_classes))
