@@ -50,14 +50,18 @@ def validation_splits(cfg: RunConfig, data_dir: str | None) -> Splits:
     return replace(splits, test_x=splits.test_x[:0], test_y=splits.test_y[:0])
 
 
-def validation_accuracy(cfg: RunConfig, splits: Splits) -> float:
-    """Train one variant from its seed; its validation accuracy at the selected epoch, with its test-time augmentation."""
+HISTORY_KEYS = ("epoch", "val_acc", "train_acc", "train_time_s", "cpu_wait")  # per epoch; val_acc without test-time augmentation
+
+
+def validation_run(cfg: RunConfig, splits: Splits) -> dict:
+    """Train one variant from its seed: its validation accuracy at the selected epoch with its test-time augmentation, and its epochs."""
     seed_everything(cfg.seed)
     loaders = splits.loaders(cfg)
     model = model_for_run(cfg, splits, loaders)
     with tempfile.TemporaryDirectory(prefix="dnic-recipe-") as folder:  # a variant's checkpoint is of no use once it has ended
-        fit(model, loaders.train, loaders.val, cfg, Path(folder), resume=False, data_id=splits.data_id)
-    return evaluate(model, loaders.val, amp_dtype(cfg.amp, cfg.device), cfg.tta, splits.info.flip)["acc"]
+        result = fit(model, loaders.train, loaders.val, cfg, Path(folder), resume=False, data_id=splits.data_id)
+    return {"acc": evaluate(model, loaders.val, amp_dtype(cfg.amp, cfg.device), cfg.tta, splits.info.flip)["acc"],
+            "history": [{key: row.get(key) for key in HISTORY_KEYS} for row in result.history]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,8 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         for variant, cfgs in zip(args.variant, configs):
             sizes = (cfgs[0].train_size, cfgs[0].val_size)
             splits = loaded.get(sizes) or loaded.setdefault(sizes, validation_splits(cfgs[0], args.data_dir))
-            accs = [validation_accuracy(cfg, splits) for cfg in cfgs]
-            results.append({"overrides": variant, "val_acc": accs, "mean": sum(accs) / len(accs)})
+            runs = [validation_run(cfg, splits) for cfg in cfgs]
+            accs = [run["acc"] for run in runs]
+            results.append({"overrides": variant, "val_acc": accs, "mean": sum(accs) / len(accs), "history": [run["history"] for run in runs]})
             print(f"{json.dumps(variant):>50}: validation {100 * results[-1]['mean']:.2f}% over seeds {args.seeds}", flush=True)
     except DnicError as err:
         print(f"error: {err.problem} Fix: {err.fix}", file=sys.stderr)

@@ -203,6 +203,8 @@ def test_recipe_variants_are_scored_on_validation_only(fixture_data: Path, proje
     rec = json.loads((project_dir / "results" / "smoke" / "bench-recipe-mnist-lenet5.json").read_text())
     assert [v["overrides"] for v in rec["metrics"]["variants"]] == [{}, {"tta": "off"}]
     assert all(0 <= v["mean"] <= 1 and len(v["val_acc"]) == 1 for v in rec["metrics"]["variants"])
+    [history] = rec["metrics"]["variants"][0]["history"]  # one seed: its epochs, validation without TTA
+    assert [row["epoch"] for row in history] == list(range(1, len(history) + 1)) and all(0 <= row["val_acc"] <= 1 for row in history)
     table = md.read_text().split("## ")[5]
     assert table.startswith("Recipe variants") and "| lenet5 | the recipe | 1 |" in table and "| lenet5 | tta=off | 1 |" in table
     assert recipe.main([*args[:-2], "--variant", "optimizer=rmsprop"]) == 2  # a bad value: one error line, exit 2
