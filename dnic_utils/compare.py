@@ -38,17 +38,27 @@ def result_roots() -> list[Path]:
     return roots
 
 
-def training_records(roots: list[Path] | None = None) -> list[dict]:
-    """Every training record under the roots, the first root's copy winning; a file that cannot be read is named in a warning."""
+def records_of_kind(kind: str, roots: list[Path] | None = None) -> list[dict]:
+    """Every record of one kind under the roots, the first root's copy winning; a file that cannot be read is named in a warning."""
     found: dict[tuple[str, str], dict] = {}
     for root in result_roots() if roots is None else roots:
         records, problems = scan_records(root)
         for problem in problems:
-            warnings.warn(f"run record left out: {problem}", stacklevel=2)
+            warnings.warn(f"run record left out: {problem}", stacklevel=3)
         for record in records:
-            if record["kind"] == "train":
+            if record["kind"] == kind:
                 found.setdefault((record["profile"], record["name"]), record)
     return list(found.values())
+
+
+def training_records(roots: list[Path] | None = None) -> list[dict]:
+    """Every training record under the roots (records_of_kind 'train')."""
+    return records_of_kind("train", roots)
+
+
+def study_records(roots: list[Path] | None = None) -> list[dict]:
+    """The hyper-parameter studies' records (notebook 45) under the roots."""
+    return [r for r in records_of_kind("study", roots) if r["name"].startswith("hparams-")]
 
 
 def seed_of(record: dict) -> int | None:
@@ -357,7 +367,8 @@ def literature_table(summaries: dict[str, pd.DataFrame], selections: dict[str, S
         selection, table = selections.get(ref["dataset"]), summaries.get(ref["dataset"])
         title = model_spec(ref["arch"]).title
         ours = table.loc[title] if table is not None and title in table.index else None
-        ours_setting = (f"profile `{selection.profile}`: {ours['epochs']} epoch(s), {ours['train_images']:,} training images, from scratch"
+        images = f"{int(ours['train_images']):,}" if ours is not None and pd.notna(ours["train_images"]) else "an unrecorded number of"
+        ours_setting = (f"profile `{selection.profile}`: {ours['epochs']} epoch(s), {images} training images, from scratch"
                         if ours is not None else "no record in the compared profile")
         rows.append({"model": title, "dataset": dataset_info(ref["dataset"]).title, "reported (%)": f"{100 * ref['acc']:.2f}",
                      "source": ref["source"], "their setting": ref["setting"], "their data": ref["data"],

@@ -11,6 +11,7 @@ from scipy import stats as scipy_stats
 
 from . import stats
 from .compare import ALPHA, COSTS, Selection, front_names, seed_table
+from .data import dataset_info
 from .devices import wait_pct
 from .models import REGISTRY, model_spec
 
@@ -206,8 +207,33 @@ def recipe_text(selection: Selection) -> str:
             "(the registry's per-architecture settings), and none was searched for.")
 
 
-def critical_analysis(selection: Selection, table: pd.DataFrame, pairs: pd.DataFrame, alpha: float = ALPHA) -> str:
-    """The critical analysis of one dataset, every number formatted from its records and tests; 'beats' only where a test says so."""
+def search_text(selection: Selection, studies: list[dict]) -> str:
+    """What notebook 45's hyper-parameter searches in the selection's profile found on validation, formatted from their records."""
+    here = [r for r in studies if r["profile"] == selection.profile]
+    mine = [r for r in here if r["config"]["dataset"] == selection.dataset]
+    if not mine:
+        elsewhere = sorted({dataset_info(r["config"]["dataset"]).title for r in here})
+        return (f"Notebook 45's searches in profile `{selection.profile}` ran on {', '.join(elsewhere)} only." if elsewhere
+                else f"No hyper-parameter search (notebook 45) has a record in profile `{selection.profile}`.")
+    lines = []
+    for r in sorted(mine, key=lambda r: r["name"]):
+        c, m = r["config"], r["metrics"]
+        sizes = c["sizes"]
+        found = ("the default recipe itself scored best" if m["best_trial"] == 0 else
+                 f"its best setting scored {m['best_val_acc']:.2%} on validation against the default recipe's {m['default_val_acc']:.2%}")
+        lines.append(f"notebook 45 searched {model_spec(c['arch']).title} ({m['trials']} trials, {m['pruned']} stopped early by the median "
+                     f"rule, each {sizes['epochs']} epochs on {sizes['train_size']:,} training images, scored on {sizes['val_size']:,} "
+                     f"validation images): {found}")
+    return ("; ".join(lines) + ". A gain on validation at the search's small sizes is a lead, not a result: notebook 45 tests it once "
+            "on the test set against the default recipe.")
+
+
+def critical_analysis(selection: Selection, table: pd.DataFrame, pairs: pd.DataFrame, alpha: float = ALPHA,
+                      studies: list[dict] = ()) -> str:
+    """The critical analysis of one dataset, every number formatted from its records and tests; 'beats' only where a test says so.
+
+    studies: notebook 45's search records (compare.study_records()), summarised under the seeds' future work.
+    """
     if table.empty:
         return f"No runs of {selection.title} to analyse."
     have = set(table.index)
@@ -236,9 +262,9 @@ def critical_analysis(selection: Selection, table: pd.DataFrame, pairs: pd.DataF
         f"{', '.join(ranking[:3])}; of {len(ranking)}, {', '.join(deep) or 'no deep network was run'}. With full schedules the literature "
         "ranks the deeper ResNets above ResNet18 and residual networks above VGG (He et al. 2016); a short budget favours networks that "
         "learn fast per image seen, so a ranking at this budget is a statement about this budget, not about the architectures' ceilings.")
-    parts.append("**The seeds' future work.** Hyper-parameter optimisation: " + recipe_text(selection) + " A per-architecture search "
-                 "could reorder networks whose gaps are not significant. Additional datasets: the same code runs MNIST, Fashion-MNIST and "
-                 "CIFAR-10; how far a ranking carries from one to another is measured below.")
+    parts.append("**The seeds' future work.** Hyper-parameter optimisation: " + recipe_text(selection) + " " + search_text(selection, list(studies))
+                 + " A per-architecture search could reorder networks whose gaps are not significant. Additional datasets: the same code "
+                 "runs MNIST, Fashion-MNIST and CIFAR-10; how far a ranking carries from one to another is measured below.")
     return checked("\n\n".join(parts), pairs)
 
 

@@ -114,3 +114,22 @@ def test_the_recipe_text_says_whether_the_runs_share_one_recipe() -> None:
     vgg["config"]["label_smoothing"] = 0.0  # as a registry recipe of its own would set it
     differ = compare.select([record("resnet18"), vgg], "cifar10", "quick")
     assert "their recipes differ per architecture in label smoothing" in compare_text.recipe_text(differ)
+
+
+def study(arch: str, dataset: str = "cifar10", profile: str = "quick", best_trial: int = 3) -> dict:
+    """A hyper-parameter study's record as notebook 45 writes it (the fields the comparison reads)."""
+    return {"kind": "study", "name": f"hparams-{dataset}-{arch}", "profile": profile,
+            "config": {"arch": arch, "dataset": dataset, "sizes": {"epochs": 2, "train_size": 2000, "trials": 8, "val_size": 1000}},
+            "metrics": {"best_trial": best_trial, "best_val_acc": 0.625, "default_val_acc": 0.5875, "trials": 8, "pruned": 3}}
+
+
+def test_the_future_work_cites_the_searches_of_the_compared_profile_and_dataset(trio: compare.Selection) -> None:
+    table, pairs = compare.summary(trio, resamples=200), compare.significance(trio)
+    text = compare_text.critical_analysis(trio, table, pairs, studies=[study("fastnet"), study("minigooglenet", best_trial=0)])
+    assert ("notebook 45 searched FastNet (8 trials, 3 stopped early by the median rule, each 2 epochs on 2,000 training images, scored on "
+            "1,000 validation images): its best setting scored 62.50% on validation against the default recipe's 58.75%") in text
+    assert "searched MiniGoogLeNet" in text and "the default recipe itself scored best" in text
+    other_profile = compare_text.critical_analysis(trio, table, pairs, studies=[study("fastnet", profile="budget")])
+    assert "No hyper-parameter search (notebook 45) has a record in profile `quick`" in other_profile
+    other_dataset = compare_text.search_text(trio, [study("fastnet", dataset="mnist")])
+    assert other_dataset == "Notebook 45's searches in profile `quick` ran on MNIST only."
