@@ -108,7 +108,8 @@ def cycle(batches: DataLoader | BatchLoader) -> Iterator:
         yield from batches
 
 
-def images_per_s(model: nn.Module, batches: Iterable, steps: int, warmup: int, device: str, amp: torch.dtype | None) -> float:
+def images_per_s(model: nn.Module, batches: Iterable, steps: int, warmup: int, device: str, amp: torch.dtype | None,
+                 memory_format: torch.memory_format = torch.channels_last) -> float:
     """Train for warmup + steps batches and return images/s over the timed steps (data loading included)."""
     # the optimizer training uses (Nesterov SGD, fused on CUDA, no decay on norms and biases); the step size is irrelevant here
     opt = make_optimizer(model, make_config(MFU_ARCH, ACCURACY_DATASET, lr=0.01, device=device))
@@ -119,7 +120,7 @@ def images_per_s(model: nn.Module, batches: Iterable, steps: int, warmup: int, d
             synchronize(device)
             start = time.perf_counter()
         x, y = next(it)
-        x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
         y = y.to(device, non_blocking=True)
         with autocast(device, amp):
             loss = F.cross_entropy(model(x), y)
@@ -132,11 +133,11 @@ def images_per_s(model: nn.Module, batches: Iterable, steps: int, warmup: int, d
     return seen / (time.perf_counter() - start)
 
 
-def fresh_model(arch: str, splits: Splits, device: str, seed: int = 0) -> nn.Module:
-    """A freshly seeded model for the splits' images, channels_last on the device."""
+def fresh_model(arch: str, splits: Splits, device: str, seed: int = 0, memory_format: torch.memory_format = torch.channels_last) -> nn.Module:
+    """A freshly seeded model for the splits' images on the device, channels_last as training builds it unless told otherwise."""
     seed_everything(seed)
     info = splits.info
-    return build_model(arch, len(info.classes), info.channels, info.size).to(device, memory_format=torch.channels_last)
+    return build_model(arch, len(info.classes), info.channels, info.size).to(device, memory_format=memory_format)
 
 
 def pipeline(args: argparse.Namespace, splits: Splits, device: str, amp: torch.dtype | None) -> dict[str, dict[str, float]]:
@@ -467,6 +468,24 @@ def recipe_rows(r: dict) -> list[str]:
                   len(row["val_acc"]), f"**{100 * row['mean']:.2f}**" if row["mean"] == best else f"{100 * row['mean']:.2f}"]) for row in variants]
 
 
+def step_rows(r: dict) -> list[str]:
+    """One row per net and variant of a bench-step record (benchmarks/step.py): images/s against the first baseline timing."""
+    c, rows = r["config"], []
+    for arch, m in r["metrics"].items():
+        base = m["variants"][0]["images_per_s"]
+        for v in m["variants"]:
+            rows.append(_row([*_provenance(r), c["amp"], model_spec(arch).title, v["name"], v["batch_size"], "channels_last" if v["channels_last"] else "NCHW",
+                              v["threads"], "yes" if v["compile"] else "no", f"{v['images_per_s']:,.1f}", f"**{v['images_per_s'] / base - 1:+.1%}**",
+                              f"{v['warmup_s']:.1f}", r["versions"]["torch"]]))
+    return rows
+
+
+def operator_rows(r: dict) -> list[str]:
+    """The baseline step's top operators by self time, per net of a bench-step record."""
+    return [_row([*_provenance(r), r["config"]["amp"], model_spec(arch).title, f"`{op['operator']}`", f"{op['ms_per_step']:,.1f}", f"{op['share']:.0%}"])
+            for arch, m in r["metrics"].items() for op in m["operators"]]
+
+
 def load_rows(r: dict) -> list[str]:
     """One row per model of a bench-load record (benchmarks/load.py)."""
     c = r["config"]
@@ -486,6 +505,7 @@ def write_results_md(path: Path, records: list[dict]) -> None:
     speed = [r for r in bench if r["name"].startswith("bench-speed")]
     bench_budget = sorted((r for r in records if r["kind"] == "benchmark" and r["name"].startswith("bench-budget")), key=lambda r: r["created"])
     bench_recipe = sorted((r for r in records if r["kind"] == "benchmark" and r["name"].startswith("bench-recipe-")), key=lambda r: r["created"])
+    bench_step = sorted((r for r in records if r["kind"] == "benchmark" and r["name"].startswith("bench-step-")), key=lambda r: r["created"])
     bench_load = sorted((r for r in records if r["kind"] == "benchmark" and r["name"].startswith("bench-load-")), key=lambda r: r["created"])  # not bench-loader-*
     versions = ["torch", "torchvision"]
     sections = [
@@ -500,6 +520,12 @@ def write_results_md(path: Path, records: list[dict]) -> None:
          _table(["date", "device", "profile", "precision", "peak TFLOP/s (matmul n)", "conv peak TFLOP/s", "model", "batch", "forward GFLOP/image",
                  "training GFLOP/image", "img/s", "achieved TFLOP/s", "MFU (matmul)", "MFU (conv)", *versions],
                 [row for r in speed for row in mfu_rows(r)], "No runs yet.")),
+        ("Training step: images/s as one setting changes at a time, against the baseline (benchmarks/step.py)",
+         _table(["date", "device", "precision", "model", "variant", "batch", "memory format", "threads", "compile", "img/s", "vs baseline",
+                 "warm-up (s)", "torch"], [row for r in bench_step for row in step_rows(r)], "No runs yet.")),
+        ("Training step: where the baseline step's time goes (torch.profiler, operators by self time)",
+         _table(["date", "device", "precision", "model", "operator", "ms per step", "share of the step"],
+                [row for r in bench_step for row in operator_rows(r)], "No runs yet.")),
         ("Budget profile: training / evaluation images/s per architecture, and the notebooks' estimated hours (benchmarks/budget.py)",
          _table(["date", "device", "precision", "model", "MNIST", "Fashion-MNIST", "CIFAR-10"],
                 [row for r in bench_budget for row in budget_rows(r)], "No runs yet.")),
@@ -511,7 +537,7 @@ def write_results_md(path: Path, records: list[dict]) -> None:
                  "service memory, MB: before → after", "memory growth", "onnxruntime"],
                 [row for r in bench_load for row in load_rows(r)], "No runs yet.")),
     ]
-    text = ("# Benchmark results\n\nGenerated by `python benchmarks/speed.py` (and `benchmarks/budget.py`, `benchmarks/recipe.py`, `benchmarks/load.py`) from the run records under `results/`; "
+    text = ("# Benchmark results\n\nGenerated by `python benchmarks/speed.py` (and `benchmarks/step.py`, `benchmarks/budget.py`, `benchmarks/recipe.py`, `benchmarks/load.py`) from the run records under `results/`; "
             "do not edit by hand.\n\n"
             "Training FLOPs per image are taken as 3 × the forward FLOPs that `dnic_utils.models.count_flops` measures "
             "(a multiply-add counts as two).\n\n" + "\n".join(f"## {title}\n\n{table}" for title, table in sections))

@@ -61,9 +61,9 @@ def test_tiny_run_writes_one_record_and_regenerates_results(fixture_data: Path, 
     mfu = peaks["nets"]["resnet18"]
 
     text = md.read_text()
-    assert "do not edit by hand" in text and text.count("\n## ") == 6
-    _, pipeline, accuracy_table, mfu_table, budget_table, recipe_table, load_table = text.split("## ")
-    assert "No runs yet" in budget_table and "No runs yet" in recipe_table and "No runs yet" in load_table
+    assert "do not edit by hand" in text and text.count("\n## ") == 8
+    _, pipeline, accuracy_table, mfu_table, step_table, operator_table, budget_table, recipe_table, load_table = text.split("## ")
+    assert all("No runs yet" in t for t in (step_table, operator_table, budget_table, recipe_table, load_table))
     assert "| 2,482 | 7,312 | **2.95×** |" in pipeline and pipeline.count("| lenet5 |") == 2  # the legacy row and this run's
     assert "| fastnet | 1/1 |" in accuracy_table
     assert f"**{mfu['mfu']:.1%}**" in mfu_table
@@ -76,7 +76,7 @@ def test_results_without_speed_runs_say_so(tmp_path: Path) -> None:
     rec = legacy_record()
     md = tmp_path / "RESULTS.md"
     speed.write_results_md(md, [rec, {**rec, "kind": "train"}])
-    _, pipeline, accuracy, mfu, budget_table, recipe_table, load_table = md.read_text().split("## ")
+    _, pipeline, accuracy, mfu, step_table, operator_table, budget_table, recipe_table, load_table = md.read_text().split("## ")
     assert pipeline.count("| lenet5 |") == 1 and "| 2,482 | 7,312 | **2.95×** |" in pipeline
     assert all("No runs yet" in table for table in (accuracy, mfu, budget_table, recipe_table, load_table))
 
@@ -205,6 +205,38 @@ def test_recipe_variants_are_scored_on_validation_only(fixture_data: Path, proje
     assert all(0 <= v["mean"] <= 1 and len(v["val_acc"]) == 1 for v in rec["metrics"]["variants"])
     [history] = rec["metrics"]["variants"][0]["history"]  # one seed: its epochs, validation without TTA
     assert [row["epoch"] for row in history] == list(range(1, len(history) + 1)) and all(0 <= row["val_acc"] <= 1 for row in history)
-    table = md.read_text().split("## ")[5]
+    table = md.read_text().split("## ")[7]
     assert table.startswith("Recipe variants") and "| lenet5 | the recipe | 1 |" in table and "| lenet5 | tta=off | 1 |" in table
     assert recipe.main([*args[:-2], "--variant", "optimizer=rmsprop"]) == 2  # a bad value: one error line, exit 2
+
+
+_step_spec = importlib.util.spec_from_file_location("step", REPO_ROOT / "benchmarks" / "step.py")
+step = importlib.util.module_from_spec(_step_spec)
+_step_spec.loader.exec_module(step)
+
+
+def test_step_variants_change_one_setting_each_and_time_the_baseline_twice() -> None:
+    found = step.variants(128, [128, 256], cores=2)
+    base = found[0]
+    assert [v["name"] for v in found] == ["baseline", "batch 256", "contiguous (NCHW)", "1 thread", "torch.compile", "baseline again"]
+    for v in found[1:-1]:  # exactly one setting differs from the baseline's
+        assert sum(v[k] != base[k] for k in ("batch_size", "channels_last", "threads", "compile")) == 1, v
+    assert {**found[-1], "name": "baseline"} == base
+    assert [v["name"] for v in step.variants(64, [], cores=1, compile_too=False)] == ["baseline", "contiguous (NCHW)", "baseline again"]
+
+
+def test_tiny_step_profile_writes_its_record_and_results(fixture_data: Path, project_dir: Path, tmp_path: Path) -> None:
+    md = tmp_path / "RESULTS.md"
+    args = ["--arch", "lenet5", "--batch-size", "8", "--batch-sizes", "16", "--steps", "1", "--warmup", "1", "--skip-compile",
+            "--data-dir", str(fixture_data), "--results-md", str(md)]
+    assert step.main(args) == 0
+    [path] = (project_dir / "results").glob("*/bench-step-*.json")
+    rec = json.loads(path.read_text())
+    variants, operators = rec["metrics"]["lenet5"]["variants"], rec["metrics"]["lenet5"]["operators"]
+    assert variants[0]["name"] == "baseline" and variants[0]["batch_size"] == 8 and all(v["images_per_s"] > 0 for v in variants)
+    assert 0 < len(operators) <= step.TOP_OPERATORS and sum(op["share"] for op in operators) <= 1 + 1e-9
+    assert [op["ms_per_step"] for op in operators] == sorted((op["ms_per_step"] for op in operators), reverse=True)
+    _, _, _, _, step_table, operator_table, *_ = md.read_text().split("## ")
+    assert "| LeNet-5 | baseline | 8 | channels_last |" in step_table and "**+0.0%**" in step_table
+    assert "| LeNet-5 | batch 16 | 16 |" in step_table and operator_table.count("| LeNet-5 |") == len(operators)
+    assert step.main([*args[:2], "--batch-size", "100000", *args[4:]]) == 2  # a batch larger than the data: one error line, exit 2
