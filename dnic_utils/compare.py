@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from . import stats
-from .config import PROFILES, RunConfig
+from .config import PROFILES, RunConfig, recipe_fields
 from .data import dataset_info
 from .devices import device_label, wait_pct
 from .errors import DnicError
@@ -71,6 +71,19 @@ def seed_of(record: dict) -> int | None:
     return record["seed"] if config.get("variant", "") == expected else None
 
 
+def current_recipe(record: dict) -> bool:
+    """Whether a record was trained with its architecture's recipe as the registry defines it now (every field that names a run).
+
+    A field the record lacks was added since, with a default that keeps the behaviour the record was trained with.
+    """
+    config = record["config"]
+    try:
+        now = RunConfig(config["arch"], config["dataset"], record["profile"], seed=record["seed"], device="cpu").to_dict()
+    except DnicError:
+        return False
+    return all(config.get(f.name, f.metadata.get("default", f.default)) == now[f.name] for f in recipe_fields())
+
+
 @dataclass
 class Run:
     """One architecture of a comparison: its default run (seed 0) and the runs of its other seeds, as records."""
@@ -120,6 +133,9 @@ class Selection:
         seeds = sum(len(r.records) - 1 for r in self.runs.values())
         extra = f" {seeds} record(s) of further seeds are grouped with their architecture." if seeds else ""
         lacking = f" No record here for: {', '.join(self.missing)}." if self.missing else ""
+        stale = [r.title for r in self.runs.values() if not current_recipe(r.default)]
+        lacking += (f" Trained with an earlier recipe than the registry's now (their notebooks re-run in this profile would replace them): "
+                    f"{', '.join(stale)}." if stale else "")
         sizes = sorted({r.default["data"].get("sizes", {}).get("test") for r in self.runs.values()} - {None})
         mixed = (f" The records' test sets differ in size ({', '.join(f'{n:,}' for n in sizes)} images): they were written under different "
                  "versions of the profile's sizes, and pairs on different test images are not tested." if len(sizes) > 1 else "")

@@ -200,3 +200,14 @@ def test_every_figure_is_drawn_and_saved_under_its_stable_name(project_dir: Path
         assert all(ax.get_xlabel() for ax in fig.axes if ax.get_visible() and ax.axison and ax.get_label() != "<colorbar>"), kind
     legend = figures["costs"].axes[0].get_legend()
     assert legend is not None and legend.get_texts()[0].get_text().startswith("Pareto front: ")
+
+
+def test_a_record_of_an_earlier_recipe_is_compared_and_named() -> None:
+    current, older = record("lenet5"), record("fastnet")
+    older["config"]["lr"], older["config"]["schedule"] = 0.05, "onecycle"  # as FastNet's record read before its recipe changed
+    del older["config"]["bias_decay"]  # a field added since, at the default that kept the old behaviour: not a difference by itself
+    assert compare.current_recipe(current) and not compare.current_recipe(older)
+    del current["config"]["bias_decay"]
+    assert compare.current_recipe(current)
+    chosen = compare.select([current, older], "cifar10", "quick")
+    assert set(chosen.runs) == {"lenet5", "fastnet"} and chosen.note().endswith("(their notebooks re-run in this profile would replace them): FastNet.")
