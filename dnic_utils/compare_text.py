@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 
@@ -11,6 +12,7 @@ from scipy import stats as scipy_stats
 
 from . import stats
 from .compare import ALPHA, COSTS, Selection, front_names, seed_table
+from .config import RunConfig
 from .data import dataset_info
 from .devices import wait_pct
 from .models import REGISTRY, model_spec
@@ -198,13 +200,16 @@ def recipe_text(selection: Selection) -> str:
     configs = [run.default["config"] for run in selection.runs.values()]
     keys = sorted({k for c in configs for k in c} - NOT_RECIPE)
     varying = [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
-    shared = ", ".join(f"{k.replace('_', ' ')} {configs[0].get(k)}" for k in keys if k not in varying)
+    quiet = {f.name: f.metadata.get("default", f.default) for f in dataclasses.fields(RunConfig) if f.metadata.get("quiet")}
+    # an option left at its quiet default by every run (the transfer study's, say) is not part of these runs' recipe
+    shared = ", ".join(f"{k.replace('_', ' ')} {configs[0].get(k)}" for k in keys
+                       if k not in varying and not (k in quiet and configs[0].get(k) == quiet[k]))
     lr = sorted({(c.get("lr"), c.get("batch_size")) for c in configs}, key=repr)
     rates = "; ".join(f"peak learning rate {r:g} at batch {b}" for r, b in lr)
     if not varying:
         return f"every architecture here ran one recipe ({shared}; {rates}, scaled from the batch), tuned for none of them."
     return (f"the runs share {shared} ({rates}); their recipes differ per architecture in {', '.join(v.replace('_', ' ') for v in varying)} "
-            "(the registry's per-architecture settings), and none was searched for.")
+            "(the registry's per-architecture settings, none of them searched for in these runs).")
 
 
 def search_text(selection: Selection, studies: list[dict]) -> str:

@@ -110,6 +110,7 @@ def test_the_recipe_text_says_whether_the_runs_share_one_recipe() -> None:
     same = compare.select([record("resnet18"), record("vgg16")], "cifar10", "quick")  # neither has a registry recipe of its own
     assert compare_text.recipe_text(same).startswith("every architecture here ran one recipe (")
     assert "optimizer sgd" in compare_text.recipe_text(same)
+    assert "freeze" not in compare_text.recipe_text(same) and "copied lr" not in compare_text.recipe_text(same)  # transfer options at rest
     vgg = record("vgg16")
     vgg["config"]["label_smoothing"] = 0.0  # as a registry recipe of its own would set it
     differ = compare.select([record("resnet18"), vgg], "cifar10", "quick")
