@@ -4,7 +4,7 @@
 
 Each variant is make_config(arch, dataset, profile, **its overrides) ("" is the recipe as it stands), trained from seed 0 (or
 --seeds) on the profile's training split, and scored on its validation split, with the variant's test-time augmentation if it
-has one. The test images are dropped before anything trains. Writes results/<profile>/bench-recipe-<dataset>-<arch>.json and regenerates
+has one. The test images are dropped before anything trains. Writes results/<profile>/bench-recipe-<dataset>-<arch>[-<tag>].json and regenerates
 benchmarks/RESULTS.md.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 import time
@@ -64,6 +65,13 @@ def validation_run(cfg: RunConfig, splits: Splits) -> dict:
             "history": [{key: row.get(key) for key in HISTORY_KEYS} for row in result.history]}
 
 
+def tag(text: str) -> str:
+    """An argparse type: a record-name suffix of lower-case letters, digits and hyphens."""
+    if not re.fullmatch(r"[a-z0-9-]*", text):
+        raise argparse.ArgumentTypeError(f"a tag is lower-case letters, digits and hyphens (it becomes part of a file name), got {text!r}")
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     """Score every variant, write the record and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -73,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", action="append", type=overrides, required=True, metavar="KEY=VALUE,...",
                         help='overrides of the recipe; "" for the recipe as it stands; repeat for each variant')
     parser.add_argument("--seeds", nargs="+", type=speed.int_at_least(0), default=[0], help="default: 0")
+    parser.add_argument("--tag", type=tag, default="", help="a suffix of the record's name (bench-recipe-<dataset>-<arch>-<tag>), so that this run "
+                        "keeps an earlier run's record of other variants (default: none)")
     parser.add_argument("--data-dir", help="offline data root (default: DNIC_DATA_DIR)")
     parser.add_argument("--results-md", type=Path, default=speed.RESULTS_MD)
     args = parser.parse_args(argv)
@@ -94,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     profile = configs[0][0].profile  # DNIC_PROFILE, where set, wins over --profile, as in every run
     recipe = make_config(args.arch, args.dataset, profile, seed=args.seeds[0]).to_dict()
     config = {"arch": args.arch, "dataset": args.dataset, "seeds": args.seeds, "recipe": recipe}
-    path = write_record(make_record("benchmark", f"bench-recipe-{args.dataset}-{args.arch}", profile, config, {"variants": results},
+    path = write_record(make_record("benchmark", f"bench-recipe-{args.dataset}-{args.arch}" + (f"-{args.tag}" if args.tag else ""), profile, config, {"variants": results},
                                     device=configs[0][0].device, seed=args.seeds[0],
                                     data={"dataset": args.dataset, "title": dataset_title(splits.info, splits.source), **splits.source, "sizes": splits.sizes()},
                                     wall_time_s=time.perf_counter() - start))

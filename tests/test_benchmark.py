@@ -208,6 +208,12 @@ def test_recipe_variants_are_scored_on_validation_only(fixture_data: Path, proje
     table = md.read_text().split("## ")[7]
     assert table.startswith("Recipe variants") and "| lenet5 | the recipe | 1 |" in table and "| lenet5 | tta=off | 1 |" in table
     assert recipe.main([*args[:-2], "--variant", "optimizer=rmsprop"]) == 2  # a bad value: one error line, exit 2
+    assert recipe.main([*args[:-4], "--variant", "lr=0.1", "--tag", "lr-0-1"]) == 0  # a tagged run keeps the untagged record
+    tagged = json.loads((project_dir / "results" / "smoke" / "bench-recipe-mnist-lenet5-lr-0-1.json").read_text())
+    assert [v["overrides"] for v in tagged["metrics"]["variants"]] == [{"lr": 0.1}]
+    assert json.loads((project_dir / "results" / "smoke" / "bench-recipe-mnist-lenet5.json").read_text()) == rec
+    with pytest.raises(SystemExit):
+        recipe.main([*args, "--tag", "../escape"])
 
 
 _step_spec = importlib.util.spec_from_file_location("step", REPO_ROOT / "benchmarks" / "step.py")
