@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from . import stats
-from .config import PROFILES, RunConfig, recipe_fields
+from .config import PROFILES, RunConfig, field_default, recipe_fields
 from .data import dataset_info
 from .devices import device_label, wait_pct
 from .errors import DnicError
@@ -81,7 +81,7 @@ def current_recipe(record: dict) -> bool:
         now = RunConfig(config["arch"], config["dataset"], record["profile"], seed=record["seed"], device="cpu").to_dict()
     except DnicError:
         return False
-    return all(config.get(f.name, f.metadata.get("default", f.default)) == now[f.name] for f in recipe_fields())
+    return all(config.get(f.name, field_default(f)) == now[f.name] for f in recipe_fields())
 
 
 @dataclass

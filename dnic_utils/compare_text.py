@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import re
 
@@ -12,7 +11,7 @@ from scipy import stats as scipy_stats
 
 from . import stats
 from .compare import ALPHA, COSTS, Selection, front_names, seed_table
-from .config import RunConfig
+from .config import quiet_default
 from .data import dataset_info
 from .devices import wait_pct
 from .models import REGISTRY, model_spec
@@ -200,10 +199,8 @@ def recipe_text(selection: Selection) -> str:
     configs = [run.default["config"] for run in selection.runs.values()]
     keys = sorted({k for c in configs for k in c} - NOT_RECIPE)
     varying = [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
-    quiet = {f.name: f.metadata.get("default", f.default) for f in dataclasses.fields(RunConfig) if f.metadata.get("quiet")}
     # an option left at its quiet default by every run (the transfer study's, say) is not part of these runs' recipe
-    shared = ", ".join(f"{k.replace('_', ' ')} {configs[0].get(k)}" for k in keys
-                       if k not in varying and not (k in quiet and configs[0].get(k) == quiet[k]))
+    shared = ", ".join(f"{k.replace('_', ' ')} {configs[0].get(k)}" for k in keys if k not in varying and not quiet_default(k, configs[0].get(k)))
     lr = sorted({(c.get("lr"), c.get("batch_size")) for c in configs}, key=repr)
     rates = "; ".join(f"peak learning rate {r:g} at batch {b}" for r, b in lr)
     if not varying:

@@ -277,6 +277,17 @@ def recipe_fields() -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(RunConfig) if f.metadata.get("recipe")]
 
 
+def field_default(f: dataclasses.Field) -> Any:
+    """The value a field takes when nothing sets it: its declared default (for a per-architecture field, where the registry gives none)."""
+    return f.metadata.get("default", f.default)
+
+
+def quiet_default(name: str, value: Any) -> bool:
+    """True when `name` is a quiet option holding its default: texts about a run leave it out."""
+    f = RunConfig.__dataclass_fields__.get(name)
+    return f is not None and bool(f.metadata.get("quiet")) and value == field_default(f)
+
+
 PARAMETERS = tuple(f.name for f in dataclasses.fields(RunConfig))
 
 

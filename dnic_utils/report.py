@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from .config import RunConfig, recipe_fields
+from .config import RunConfig, quiet_default, recipe_fields
 from .data import dataset_info, dataset_title, load_raw
 from .devices import device_info, device_label
 from .metrics import top_confusions
@@ -100,6 +100,6 @@ def config_line(cfg: RunConfig) -> str:
             return "all" if value is None else "on" if value else "off"
         return f"{value:,}" if isinstance(value, int) else value
 
-    fields = [f for f in recipe_fields() if not (f.metadata.get("quiet") and getattr(cfg, f.name) == f.metadata.get("default", f.default))]
+    fields = [f for f in recipe_fields() if not quiet_default(f.name, getattr(cfg, f.name))]
     text = ", ".join(f.metadata["label"].format(shown(getattr(cfg, f.name))) for f in fields)
     return text[0].upper() + text[1:] + "."

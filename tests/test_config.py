@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dnic_utils import report
-from dnic_utils.config import PARAMETERS, PROFILES, RunConfig, from_parameters, make_config, recipe_fields, resolve_profile
+from dnic_utils.config import PARAMETERS, PROFILES, RunConfig, from_parameters, make_config, quiet_default, recipe_fields, resolve_profile
 from dnic_utils.errors import DnicError
 from dnic_utils.models import REGISTRY, model_spec
 
@@ -165,6 +165,12 @@ def test_config_line_names_every_recipe_field(monkeypatch: pytest.MonkeyPatch) -
             given = {"source": "cifar10-lenet5", f.name: OTHER_VALUES[f.name]}  # cut, freeze and copied_lr need a source
             changed = report.config_line(make_config("lenet5", "mnist", profile="quick", **given)).lower()
             assert all(part in changed for part in parts), f.name
+
+
+def test_quiet_default_holds_only_for_a_quiet_option_at_its_default() -> None:
+    assert quiet_default("freeze", 0) and quiet_default("source", None) and quiet_default("lr_per_64", 0.05)  # plain, optional, per-architecture
+    assert not quiet_default("freeze", 1) and not quiet_default("lr_per_64", 0.1)
+    assert not quiet_default("epochs", None) and not quiet_default("no_such_option", None)  # not quiet, not a field
 
 
 def test_from_parameters_takes_the_declared_names_of_a_notebook_namespace(monkeypatch: pytest.MonkeyPatch) -> None:
