@@ -23,7 +23,7 @@ from dnic_utils.data import DATASETS, default_augment, load_splits
 from dnic_utils.devices import amp_dtype, amp_label, default_device, device_info, device_label, device_slug, synchronize
 from dnic_utils.errors import DnicError
 from dnic_utils.models import REGISTRY
-from dnic_utils.records import load_records, make_record, write_record
+from dnic_utils.records import make_record
 from dnic_utils.train import PROBE_POINTS, evaluate, probe_images
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -94,10 +94,8 @@ def main(argv: list[str] | None = None) -> int:
           + ", ".join(f"{d} {h:.2f} h" for d, h in result["hours"].items()))
     config = {"hours": args.hours, "steps": args.steps, "warmup": args.warmup, "batch_size": budget.batch_size, "amp": amp_label(amp),
               "overhead_s": OVERHEAD_S, "sizes": sizes}
-    path = write_record(make_record("benchmark", f"bench-budget-{device_slug(device, amp_label(amp))}", resolve_profile("auto").name, config,
-                                    {"speeds": measured, "plan": result}, device=device, data=data, seed=0, wall_time_s=time.perf_counter() - start))
-    speed.write_results_md(args.results_md, load_records())
-    print(f"record: {path}")
+    speed.publish(make_record("benchmark", f"bench-budget-{device_slug(device, amp_label(amp))}", resolve_profile("auto").name, config,
+                              {"speeds": measured, "plan": result}, device=device, data=data, seed=0, wall_time_s=time.perf_counter() - start), args.results_md)
     return 0
 
 

@@ -37,8 +37,8 @@ from dnic_utils.devices import device_label, device_info, device_slug
 from dnic_utils.errors import DnicError
 from dnic_utils.export import export_untrained
 from dnic_utils.onnx_model import read_card, resolve
-from dnic_utils.records import load_records, make_record, write_record
-from speed import RESULTS_MD, int_at_least, write_results_md
+from dnic_utils.records import make_record
+from speed import RESULTS_MD, int_at_least, publish
 
 MODELS = {"resnet18": "cifar10", "lenet5": "mnist"}  # architecture → the dataset whose input it takes
 WARMUP = 200  # requests before memory is first read: imports, arenas and connection pools settle
@@ -201,9 +201,7 @@ def benchmark(args: argparse.Namespace) -> Path:
               "service": "python -m dnic_utils.serve --log-level warning: one uvicorn process, onnxruntime --threads 1 per request"}
     record = make_record("benchmark", f"bench-load-{device_slug('cpu')}", resolve_profile("auto").name, config, metrics, device="cpu", data={},
                          seed=0, wall_time_s=time.perf_counter() - start, packages={p: version(p) for p in PACKAGES})
-    path = write_record(record)
-    write_results_md(args.results_md, load_records())
-    print(f"\nrecord: {path}\nresults: {args.results_md}")
+    publish(record, args.results_md)
     return path
 
 

@@ -24,7 +24,7 @@ from dnic_utils.data import Splits, dataset_title, load_splits
 from dnic_utils.devices import amp_dtype
 from dnic_utils.errors import DnicError
 from dnic_utils.experiment import model_for_run
-from dnic_utils.records import load_records, make_record, write_record
+from dnic_utils.records import make_record
 from dnic_utils.train import evaluate, fit, seed_everything
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -104,12 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     profile = configs[0][0].profile  # DNIC_PROFILE, where set, wins over --profile, as in every run
     recipe = make_config(args.arch, args.dataset, profile, seed=args.seeds[0]).to_dict()
     config = {"arch": args.arch, "dataset": args.dataset, "seeds": args.seeds, "recipe": recipe}
-    path = write_record(make_record("benchmark", f"bench-recipe-{args.dataset}-{args.arch}" + (f"-{args.tag}" if args.tag else ""), profile, config, {"variants": results},
-                                    device=configs[0][0].device, seed=args.seeds[0],
-                                    data={"dataset": args.dataset, "title": dataset_title(splits.info, splits.source), **splits.source, "sizes": splits.sizes()},
-                                    wall_time_s=time.perf_counter() - start))
-    speed.write_results_md(args.results_md, load_records())
-    print(f"record: {path}")
+    speed.publish(make_record("benchmark", f"bench-recipe-{args.dataset}-{args.arch}" + (f"-{args.tag}" if args.tag else ""), profile, config, {"variants": results},
+                              device=configs[0][0].device, seed=args.seeds[0],
+                              data={"dataset": args.dataset, "title": dataset_title(splits.info, splits.source), **splits.source, "sizes": splits.sizes()},
+                              wall_time_s=time.perf_counter() - start), args.results_md)
     return 0
 
 

@@ -389,10 +389,15 @@ def benchmark(args: argparse.Namespace, device: str) -> Path:
                 "peak_size": args.peak_size, "peak_repeats": args.peak_repeats, "amp": amp_label(amp)},
     }
     data = {s.info.key: {"title": dataset_title(s.info, s.source), **s.source} for s in (splits, cifar)}
-    path = write_record(make_record("benchmark", f"bench-speed-{device_slug(device)}", profile, config, metrics, device=device, data=data, seed=0,
-                                    wall_time_s=time.perf_counter() - start))
-    write_results_md(args.results_md, load_records())
-    print(f"\nrecord: {path}\nresults: {args.results_md}")
+    return publish(make_record("benchmark", f"bench-speed-{device_slug(device)}", profile, config, metrics, device=device, data=data, seed=0,
+                               wall_time_s=time.perf_counter() - start), args.results_md)
+
+
+def publish(record: dict, results_md: Path) -> Path:
+    """Write a benchmark's record, regenerate the results file from every record, and say where both are."""
+    path = write_record(record)
+    write_results_md(results_md, load_records())
+    print(f"\nrecord: {path}\nresults: {results_md}")
     return path
 
 

@@ -27,7 +27,7 @@ from dnic_utils.data import dataset_title, default_augment, load_splits
 from dnic_utils.devices import amp_dtype, amp_label, autocast, default_device, device_slug
 from dnic_utils.errors import DnicError
 from dnic_utils.models import model_spec
-from dnic_utils.records import load_records, make_record, write_record
+from dnic_utils.records import make_record
 from dnic_utils.train import make_optimizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -133,11 +133,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{'':>10} {op['operator']:>40}: {op['ms_per_step']:9.1f} ms/step ({op['share']:.0%})")
     config = {"dataset": DATASET, "steps": args.steps, "warmup": args.warmup, "batch_size": args.batch_size, "batch_sizes": args.batch_sizes, "amp": amp_label(amp),
               "threads": cores, "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
-    path = write_record(make_record("benchmark", f"bench-step-{device_slug(device, amp_label(amp))}", resolve_profile("auto").name, config, results, device=device,
-                                    data={DATASET: {"title": dataset_title(splits.info, splits.source), **splits.source}}, seed=0,
-                                    wall_time_s=time.perf_counter() - start))
-    speed.write_results_md(args.results_md, load_records())
-    print(f"record: {path}")
+    speed.publish(make_record("benchmark", f"bench-step-{device_slug(device, amp_label(amp))}", resolve_profile("auto").name, config, results, device=device,
+                              data={DATASET: {"title": dataset_title(splits.info, splits.source), **splits.source}}, seed=0,
+                              wall_time_s=time.perf_counter() - start), args.results_md)
     return 0
 
 
