@@ -40,11 +40,11 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from dnic_utils.config import PROFILES, RunConfig, make_config, resolve_profile
-from dnic_utils.data import BatchLoader, Splits, dataset_info, dataset_title, default_augment, load_splits
+from dnic_utils.data import DATASETS, BatchLoader, Splits, dataset_info, dataset_title, default_augment, load_splits
 from dnic_utils.devices import amp_dtype, amp_label, autocast, default_device, device_info, device_label, device_slug, is_cuda, synchronize
 from dnic_utils.errors import DnicError
 from dnic_utils.files import atomic_write_bytes
-from dnic_utils.models import build_model, count_flops, model_spec
+from dnic_utils.models import REGISTRY, build_model, count_flops, model_spec
 from dnic_utils.records import load_records, make_record, write_record
 from dnic_utils.experiment import model_for_run
 from dnic_utils.train import evaluate, fit, make_optimizer, seed_everything
@@ -456,11 +456,12 @@ def mfu_rows(r: dict) -> list[str]:
 def budget_rows(r: dict) -> list[str]:
     """Rows of a bench-budget record: per architecture, training and evaluation images/s on each dataset, then the plan."""
     speeds, plan = r["metrics"]["speeds"], r["metrics"]["plan"]
-    datasets = list(speeds)
-    archs = list(next(iter(speeds.values())))
+    datasets = [d for d in DATASETS if d in speeds]  # the header's order; a record's keys come back sorted
+    archs = sorted(next(iter(speeds.values())), key=lambda a: list(REGISTRY).index(a) if a in REGISTRY else len(REGISTRY))
     rows = [_row([*_provenance(r), r["config"]["amp"], arch, *(f"{speeds[d][arch]['train']:,.1f} / {speeds[d][arch]['eval']:,.0f}" for d in datasets)])
             for arch in archs]
-    rows.append(_row([*_provenance(r), r["config"]["amp"], f"**all, {plan['epochs']} epoch(s) each: hours**",
+    verdict = f"fit {plan['hours_limit']:g} h" if plan["fits"] else f"do not fit {plan['hours_limit']:g} h"
+    rows.append(_row([*_provenance(r), r["config"]["amp"], f"**all, {plan['epochs']} epoch(s) each: hours ({verdict})**",
                       *(f"**{plan['hours'][d]:.2f}**" for d in datasets)]))
     return rows
 
@@ -532,7 +533,7 @@ def write_results_md(path: Path, records: list[dict]) -> None:
          _table(["date", "device", "precision", "model", "operator", "ms per step", "share of the step"],
                 [row for r in bench_step for row in operator_rows(r)], "No runs yet.")),
         ("Budget profile: training / evaluation images/s per architecture, and the notebooks' estimated hours (benchmarks/budget.py)",
-         _table(["date", "device", "precision", "model", "MNIST", "Fashion-MNIST", "CIFAR-10"],
+         _table(["date", "device", "precision", "model", *(dataset_info(d).title for d in DATASETS)],
                 [row for r in bench_budget for row in budget_rows(r)], "No runs yet.")),
         ("Recipe variants: validation accuracy, the test set unused (benchmarks/recipe.py)",
          _table(["date", "device", "profile", "dataset", "model", "variant", "seeds", "validation accuracy (%)"],

@@ -133,7 +133,7 @@ def profile_table() -> str:
 def runtime_table(records: list[dict], planned: int) -> str:
     """The README's table of report wall times per profile, device and precision, from the runner's report-run records."""
     rows = ["| profile | device | precision | notebooks timed | wall time, summed (min) | slowest notebook | last run | notebooks at a time | "
-            "last call's wall time (min) |", "|---|---|---|---|---|---|---|---|---|"]
+            "last call's wall time (min) | whole report in one call (min) |", "|---|---|---|---|---|---|---|---|---|---|"]
     runs = sorted((r for r in records if r["kind"] == "report" and r["metrics"].get("notebooks")), key=lambda r: PROFILES[r["profile"]].rank)
     for r in runs:
         times = {name: n["seconds"] for name, n in r["metrics"]["notebooks"].items()}
@@ -142,12 +142,18 @@ def runtime_table(records: list[dict], planned: int) -> str:
         jobs = sorted({n.get("jobs", 1) for n in r["metrics"]["notebooks"].values()})  # --jobs of the calls that timed them
         rows.append(f"| `{r['profile']}` | {device_label(r['device'])} | {precision} | {len(times)} of {planned} | "
                     f"{r['metrics']['total_s'] / 60:.1f} | `{slowest}` ({times[slowest]:,.0f} s) | {r['created'][:10]} | "
-                    f"{jobs[0]}{f'–{jobs[-1]}' if len(jobs) > 1 else ''} | {r['wall_time_s'] / 60:.1f} |")
+                    f"{jobs[0]}{f'–{jobs[-1]}' if len(jobs) > 1 else ''} | {r['wall_time_s'] / 60:.1f} | {whole_report_text(r['metrics'].get('whole_report'))} |")
     if not runs:
         return "_No timed report runs yet._\n"
     return "\n".join(rows) + ("\n\nEach notebook counts with its latest successful run (papermill execution, kernel start included). With "
                                "`--jobs 2` the model notebooks run two at a time, so their times are taken side by side and the summed time exceeds "
-                               "the wall time; the last column is the wall time of the latest runner call alone.\n")
+                               "the wall time; \"last call\" is the wall time of the latest runner call alone, and the last column that of the latest "
+                               "call that ran every notebook of the plan without a failure (its date and --jobs), where one has.\n")
+
+
+def whole_report_text(whole: dict | None) -> str:
+    """A timing record's latest call that ran every notebook: '24.9 (2026-12-01, 2 at a time)', or '—'."""
+    return f"**{whole['wall_time_s'] / 60:.1f}** ({whole['date'][:10]}, {whole['jobs']} at a time)" if whole else "—"
 
 
 def models_table(cards: list[dict]) -> str:

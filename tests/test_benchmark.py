@@ -185,6 +185,20 @@ def test_budget_plan_takes_the_most_epochs_that_fit_the_hours() -> None:
     assert budget.plan(measured, sizes, hours=2)["fits"] is False  # not even one epoch fits: said, not hidden
 
 
+def test_budget_rows_follow_the_header_whatever_order_the_record_keeps(project_dir: Path) -> None:
+    sizes = {d: {"train": 3600 * (i + 1), "val": 0, "test": 0} for i, d in enumerate(("mnist", "fashion_mnist", "cifar10"))}
+    measured = {d: {a: {"train": 1.0 if a == "resnet18" else 10.0, "eval": 1e12} for a in ("resnet18", "lenet5")} for d in sizes}
+    plan = budget.plan(measured, sizes, hours=2)
+    path = write_record(make_record("benchmark", "bench-budget-cpu-test", "quick", {"amp": "fp32"}, {"speeds": measured, "plan": plan},
+                                    device="cpu", data={}, seed=0, wall_time_s=1.0))
+    rows = speed.budget_rows(json.loads(path.read_text()))  # as read back: keys sorted, cifar10 first
+    cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows]
+    assert [c[3] for c in cells[:2]] == ["lenet5", "resnet18"]  # the registry's order
+    assert [c[4:] for c in cells[:2]] == [["10.0 / 1,000,000,000,000"] * 3, ["1.0 / 1,000,000,000,000"] * 3]
+    assert cells[2][3] == "**all, 1 epoch(s) each: hours (do not fit 2 h)**"
+    assert cells[2][4:] == [f"**{plan['hours'][d]:.2f}**" for d in ("mnist", "fashion_mnist", "cifar10")]  # MNIST's 1.1 h first
+
+
 _recipe_spec = importlib.util.spec_from_file_location("recipe", REPO_ROOT / "benchmarks" / "recipe.py")
 recipe = importlib.util.module_from_spec(_recipe_spec)
 _recipe_spec.loader.exec_module(recipe)

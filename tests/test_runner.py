@@ -142,6 +142,22 @@ def test_timing_record_merges_the_notebooks_of_successive_calls(project_dir: Pat
     assert "No timed report runs" in readme.runtime_table([], planned=40)
 
 
+def test_the_whole_report_time_comes_from_one_call_that_ran_every_notebook(project_dir: Path) -> None:
+    every = {i.name: 1.0 for i in runner.plan()}
+    partial = runner.timing_record("full", "cpu", {"101_a": 10.0}, [], 12.0, OPTIONS)
+    assert "whole_report" not in partial["metrics"]
+    failed = runner.timing_record("full", "cpu", every, ["104_d: boom"], 60.0, OPTIONS)
+    assert "whole_report" not in failed["metrics"]  # a call with a failure has not run the report
+    whole = runner.timing_record("full", "cpu", every, [], 90.0, {**OPTIONS, "jobs": 2})
+    assert whole["metrics"]["whole_report"] == {"wall_time_s": 90.0, "date": whole["created"], "git_commit": whole["git_commit"], "jobs": 2}
+    runner.write_record(whole)
+    later = runner.timing_record("full", "cpu", {"101_a": 3.0}, [], 5.0, OPTIONS)  # a later partial call keeps it
+    assert later["metrics"]["whole_report"] == whole["metrics"]["whole_report"]
+    row = readme.runtime_table([later], planned=len(every)).splitlines()[2]
+    assert row.endswith(f"| 0.1 | **1.5** ({whole['created'][:10]}, 2 at a time) |")
+    assert readme.runtime_table([partial], planned=len(every)).splitlines()[2].endswith("| 0.2 | — |")
+
+
 def test_timing_records_are_kept_apart_by_device_and_precision(project_dir: Path) -> None:
     """report-run-<device>-<precision>: a record named by the device alone (committed before) is shown, with '?', not merged into."""
     precision = amp_label(amp_dtype("auto", "cpu"))
@@ -160,7 +176,7 @@ def test_timing_records_are_kept_apart_by_device_and_precision(project_dir: Path
     assert table.splitlines()[0].startswith("| profile | device | precision | notebooks timed |")
     smoke_row, legacy_row, full_row = table.splitlines()[2:5]
     assert smoke_row.startswith(f"| `smoke` | CPU (AMD EPYC, 2 threads) | {precision} | 1 of 40 |")
-    assert smoke_row.endswith(" | 1 | 0.0 |")  # one notebook at a time; the call's own wall time (1 s)
+    assert smoke_row.endswith(" | 1 | 0.0 | — |")  # one notebook at a time; the call's own wall time (1 s); no call ran every notebook
     assert legacy_row.startswith("| `full` | NVIDIA H100 80GB HBM3 | ? | 1 of 40 | 0.2 | `101_a` (10 s) |")
     assert full_row.startswith("| `full` | NVIDIA H100 80GB HBM3 | bfloat16 | 1 of 40 | 0.4 | `102_b` (25 s) |")
 
