@@ -55,7 +55,9 @@ PROFILES: dict[str, Profile] = {
                 batch_size=64, patience=2, latency_batches=(1, 16)),
         # budget: the report's CPU numbers; equal epochs for every architecture of a dataset, on all training images less
         # the validation split. The epochs are to be the most that fit 10 hours on a 2-core bf16 CPU, as benchmarks/budget.py
-        # measures there; 1 is provisional (the one machine measured so far, an fp32-only AMD EPYC, is not such a CPU)
+        # measures there; 1, the least, is provisional: the one machine measured so far, an fp32-only AMD EPYC, needs more than
+        # 10 hours for one epoch (results/quick/bench-budget-cpu-amd-epyc-2-threads-fp32.json), and the bf16 Xeon speeds that
+        # issue 10 quotes, about 2 hours per dataset and epoch, put two epochs over the 10 hours as well
         Profile(name="budget", rank=2, train_size=None, heavy_train_size=None, val_size=5_000, test_size=None, epochs=1, light_epochs=1,
                 batch_size=128, patience=8, latency_batches=(1, 256), dataset_epochs={"mnist": 1, "fashion_mnist": 1, "cifar10": 1}),
         Profile(name="full", rank=3, train_size=None, heavy_train_size=None, val_size=5_000, test_size=None, epochs=30, light_epochs=30,
