@@ -89,12 +89,26 @@ def replaced_rows(before: list[dict], after: list[dict]) -> list[str]:
     return lines
 
 
-def notebook_index(entries: list[tuple[str, str]]) -> str:
-    """A Markdown table of the report's notebooks, (file stem, title) each, with Colab badges."""
-    rows = ["| notebook | what | Colab |", "|---|---|---|"]
-    for stem, title in entries:
+def notebook_times(records: list[dict]) -> dict[tuple[str, str], dict]:
+    """Per (profile, notebook): its latest timed run in the runner's report-run records, with that record's device and precision."""
+    latest: dict[tuple[str, str], dict] = {}
+    for r in records:
+        for name, run in (r["metrics"].get("notebooks", {}) if r["kind"] == "report" else {}).items():
+            if (r["profile"], name) not in latest or run["date"] > latest[r["profile"], name]["date"]:
+                latest[r["profile"], name] = {**run, "device": r["device"], "precision": r.get("precision", "?")}
+    return latest
+
+
+def notebook_index(entries: list[tuple[str, str, str | None]], records: list[dict]) -> str:
+    """A Markdown table of the report's notebooks, (file stem, title, profile of the committed run) each: its wall time there, a Colab badge."""
+    rows = ["| notebook | what | committed run: profile | its wall time | Colab |", "|---|---|---|---|---|"]
+    times = notebook_times(records)
+    for stem, title, profile in entries:
         url = f"https://colab.research.google.com/github/{REPOSITORY}/blob/main/notebooks/{stem}.ipynb"
-        rows.append(f"| [`{stem}`](notebooks/{stem}.ipynb) | {title} | [![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url}) |")
+        run = times.get((profile, stem))
+        took = f"{run['seconds']:,.0f} s, {device_label(run['device'])}, {run['precision']}" if run else "—"
+        rows.append(f"| [`{stem}`](notebooks/{stem}.ipynb) | {title} | {f'`{profile}`' if profile else '—'} | {took} | "
+                    f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url}) |")
     return "\n".join(rows) + "\n"
 
 

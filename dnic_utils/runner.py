@@ -257,11 +257,11 @@ def timing_record(profile: str, device: str, timings: dict[str, float], failures
 
 def regenerate_readme(root: Path) -> None:
     """Rewrite the README's generated sections (results tables, architectures, notebook index, profiles, runtimes and exported models); name the unreadable records."""
-    entries = [(i.name, i.title.split("· ", 1)[-1]) for i in plan()]
+    entries = [(i.name, i.title.split("· ", 1)[-1], notebook_profile(root / "notebooks" / f"{i.name}.ipynb")) for i in plan()]
     records, unreadable = scan_records(root / "results")
     for problem in unreadable:
         print(f"warning: run record left out of the README: {problem}", file=sys.stderr)
-    update_readme(root / "README.md", {"results": readme_tables(records, unreadable), "notebooks": notebook_index(entries),
+    update_readme(root / "README.md", {"results": readme_tables(records, unreadable), "notebooks": notebook_index(entries, records),
                                       "profiles": profile_table(), "architectures": architecture_table(),
                                       "runtimes": runtime_table(records, len(entries)), "models": models_table(find_cards([root / "results"]))})
 

@@ -158,6 +158,19 @@ def test_the_whole_report_time_comes_from_one_call_that_ran_every_notebook(proje
     assert readme.runtime_table([partial], planned=len(every)).splitlines()[2].endswith("| 0.2 | — |")
 
 
+def test_the_notebook_index_gives_each_committed_notebook_its_profile_and_latest_time_there(project_dir: Path) -> None:
+    quick = runner.timing_record("quick", "cpu", {"101_a": 10.0, "102_b": 20.0}, [], 31.0, OPTIONS)
+    budget = runner.timing_record("budget", "cpu", {"101_a": 400.0}, [], 400.0, OPTIONS)
+    older = {**budget, "metrics": {"notebooks": {"101_a": {**budget["metrics"]["notebooks"]["101_a"], "seconds": 9.0, "date": "2000-01-01"}}},
+             "device": {"type": "cuda", "name": "GPU", "count": 1}}  # another device's earlier run of the same notebook
+    rows = readme.notebook_index([("101_a", "A", "budget"), ("102_b", "B", "quick"), ("103_c", "C", None)], [older, quick, budget]).splitlines()
+    precision = amp_label(amp_dtype("auto", "cpu"))
+    assert rows[0] == "| notebook | what | committed run: profile | its wall time | Colab |"
+    assert rows[2].startswith(f"| [`101_a`](notebooks/101_a.ipynb) | A | `budget` | 400 s, CPU (") and f", {precision} | [![Open in Colab]" in rows[2]
+    assert "| `quick` | 20 s, CPU (" in rows[3]  # the committed run's profile, not the other profile's time
+    assert "| C | — | — | [![Open in Colab]" in rows[4]
+
+
 def test_timing_records_are_kept_apart_by_device_and_precision(project_dir: Path) -> None:
     """report-run-<device>-<precision>: a record named by the device alone (committed before) is shown, with '?', not merged into."""
     precision = amp_label(amp_dtype("auto", "cpu"))
