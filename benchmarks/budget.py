@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     result = plan(measured, sizes, args.hours)
     verdict = "fit" if result["fits"] else "do not fit"  # one epoch is the least; it may be over the budget
-    print(f"{device_label(device_info(device))} ({amp_label(amp)}): {result['epochs']} epoch(s) per dataset {verdict} {args.hours:g} h: "
+    print(f"{device_label(device_info(device))} ({amp_label(amp)}): {result['epochs']} epoch(s) per dataset, "
+          f"{sum(result['hours'].values()):.2f} h in all, {verdict} {args.hours:g} h: "
           + ", ".join(f"{d} {h:.2f} h" for d, h in result["hours"].items()))
     config = {"hours": args.hours, "steps": args.steps, "warmup": args.warmup, "batch_size": budget.batch_size, "amp": amp_label(amp),
               "overhead_s": OVERHEAD_S, "sizes": sizes}

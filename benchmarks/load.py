@@ -201,8 +201,7 @@ def benchmark(args: argparse.Namespace) -> Path:
               "service": "python -m dnic_utils.serve --log-level warning: one uvicorn process, onnxruntime --threads 1 per request"}
     record = make_record("benchmark", f"bench-load-{device_slug('cpu')}", resolve_profile("auto").name, config, metrics, device="cpu", data={},
                          seed=0, wall_time_s=time.perf_counter() - start, packages={p: version(p) for p in PACKAGES})
-    publish(record, args.results_md)
-    return path
+    return publish(record, args.results_md)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -460,7 +460,7 @@ def budget_rows(r: dict) -> list[str]:
     archs = sorted(next(iter(speeds.values())), key=lambda a: list(REGISTRY).index(a) if a in REGISTRY else len(REGISTRY))
     rows = [_row([*_provenance(r), r["config"]["amp"], arch, *(f"{speeds[d][arch]['train']:,.1f} / {speeds[d][arch]['eval']:,.0f}" for d in datasets)])
             for arch in archs]
-    verdict = f"fit {plan['hours_limit']:g} h" if plan["fits"] else f"do not fit {plan['hours_limit']:g} h"
+    verdict = f"{sum(plan['hours'].values()):.2f} in all: {'fit' if plan['fits'] else 'do not fit'} {plan['hours_limit']:g} h"
     rows.append(_row([*_provenance(r), r["config"]["amp"], f"**all, {plan['epochs']} epoch(s) each: hours ({verdict})**",
                       *(f"**{plan['hours'][d]:.2f}**" for d in datasets)]))
     return rows

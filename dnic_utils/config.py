@@ -285,7 +285,7 @@ def field_default(f: dataclasses.Field) -> Any:
 
 
 def quiet_default(name: str, value: Any) -> bool:
-    """True when `name` is a quiet option holding its default: texts about a run leave it out."""
+    """True when `name` is a quiet option holding its generic default (not an architecture's registry value): texts about a run leave it out."""
     f = RunConfig.__dataclass_fields__.get(name)
     return f is not None and bool(f.metadata.get("quiet")) and value == field_default(f)
 

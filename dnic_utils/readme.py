@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -89,24 +90,32 @@ def replaced_rows(before: list[dict], after: list[dict]) -> list[str]:
     return lines
 
 
-def notebook_times(records: list[dict]) -> dict[tuple[str, str], dict]:
-    """Per (profile, notebook): its latest timed run in the runner's report-run records, with that record's device and precision."""
-    latest: dict[tuple[str, str], dict] = {}
+def notebook_times(records: list[dict]) -> dict[tuple[str, str], list[dict]]:
+    """Per (profile, notebook): its timed run in each report-run record (one per device and precision), with that device and precision."""
+    runs: dict[tuple[str, str], list[dict]] = {}
     for r in records:
         for name, run in (r["metrics"].get("notebooks", {}) if r["kind"] == "report" else {}).items():
-            if (r["profile"], name) not in latest or run["date"] > latest[r["profile"], name]["date"]:
-                latest[r["profile"], name] = {**run, "device": r["device"], "precision": r.get("precision", "?")}
-    return latest
+            runs.setdefault((r["profile"], name), []).append({**run, "device": r["device"], "precision": r.get("precision", "?")})
+    return runs
 
 
-def notebook_index(entries: list[tuple[str, str, str | None]], records: list[dict]) -> str:
-    """A Markdown table of the report's notebooks, (file stem, title, profile of the committed run) each: its wall time there, a Colab badge."""
+def committed_time(runs: list[dict], end_time: str | None) -> dict | None:
+    """The timing of a committed notebook's run: the first recorded once its execution ended (papermill's end_time), else None."""
+    if end_time is None:  # executed without papermill's metadata: the latest timing, if any
+        return max(runs, key=lambda run: run["date"], default=None)
+    ended = dt.datetime.fromisoformat(end_time) - dt.timedelta(minutes=2)  # the runner records the time just after the notebook is written
+    return min((run for run in runs if dt.datetime.fromisoformat(run["date"]) >= ended), key=lambda run: run["date"], default=None)
+
+
+def notebook_index(entries: list[tuple[str, str, str | None, str | None]], records: list[dict]) -> str:
+    """A Markdown table of the report's notebooks, (file stem, title, profile and end time of the committed run) each: its wall time, a Colab badge."""
     rows = ["| notebook | what | committed run: profile | its wall time | Colab |", "|---|---|---|---|---|"]
     times = notebook_times(records)
-    for stem, title, profile in entries:
+    for stem, title, profile, end_time in entries:
         url = f"https://colab.research.google.com/github/{REPOSITORY}/blob/main/notebooks/{stem}.ipynb"
-        run = times.get((profile, stem))
-        took = f"{run['seconds']:,.0f} s, {device_label(run['device'])}, {run['precision']}" if run else "—"
+        run = committed_time(times.get((profile, stem), []), end_time)
+        side = f" ({run['jobs']} at a time)" if run and run.get("jobs", 1) > 1 else ""
+        took = f"{run['seconds']:,.0f} s{side}, {device_label(run['device'])}, {run['precision']}" if run else "—"
         rows.append(f"| [`{stem}`](notebooks/{stem}.ipynb) | {title} | {f'`{profile}`' if profile else '—'} | {took} | "
                     f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url}) |")
     return "\n".join(rows) + "\n"
@@ -156,7 +165,7 @@ def runtime_table(records: list[dict], planned: int) -> str:
         jobs = sorted({n.get("jobs", 1) for n in r["metrics"]["notebooks"].values()})  # --jobs of the calls that timed them
         rows.append(f"| `{r['profile']}` | {device_label(r['device'])} | {precision} | {len(times)} of {planned} | "
                     f"{r['metrics']['total_s'] / 60:.1f} | `{slowest}` ({times[slowest]:,.0f} s) | {r['created'][:10]} | "
-                    f"{jobs[0]}{f'–{jobs[-1]}' if len(jobs) > 1 else ''} | {r['wall_time_s'] / 60:.1f} | {whole_report_text(r['metrics'].get('whole_report'))} |")
+                    f"{jobs[0]}{f'–{jobs[-1]}' if len(jobs) > 1 else ''} | {r['wall_time_s'] / 60:.1f} | {whole_report_text(r['metrics'].get('whole_report'), planned)} |")
     if not runs:
         return "_No timed report runs yet._\n"
     return "\n".join(rows) + ("\n\nEach notebook counts with its latest successful run (papermill execution, kernel start included). With "
@@ -165,9 +174,16 @@ def runtime_table(records: list[dict], planned: int) -> str:
                                "call that ran every notebook of the plan without a failure (its date and --jobs), where one has.\n")
 
 
-def whole_report_text(whole: dict | None) -> str:
-    """A timing record's latest call that ran every notebook: '24.9 (2026-12-01, 2 at a time)', or '—'."""
-    return f"**{whole['wall_time_s'] / 60:.1f}** ({whole['date'][:10]}, {whole['jobs']} at a time)" if whole else "—"
+def whole_report_text(whole: dict | None, planned: int) -> str:
+    """A timing record's latest call that ran every notebook: '24.9 (2026-12-01, 2 at a time)', with its extra seeds and a plan since changed; or '—'."""
+    if not whole:
+        return "—"
+    notes = [whole["date"][:10], f"{whole['jobs']} at a time"]
+    if whole.get("seed_runs"):
+        notes.append(f"{whole['seed_runs']} extra seed runs included, {whole['seeds_s'] / 60:.1f} min")
+    if whole.get("notebooks", planned) != planned:  # a notebook added to the plan since: this call did not run it
+        notes.append(f"{whole['notebooks']} notebooks, {planned} planned now")
+    return f"**{whole['wall_time_s'] / 60:.1f}** ({', '.join(notes)})"
 
 
 def models_table(cards: list[dict]) -> str:

@@ -13,7 +13,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -134,8 +134,9 @@ def run_seed(item: Planned, seed: int, profile: str, skip_done: bool) -> str:
     return f"record {cfg.run_name} written"
 
 
-def train_seeds(runs: list[tuple[Planned, int]], profile: str, args: argparse.Namespace, deadline: float | None, failures: list[str]) -> bool:
-    """Train the extra seeds in turn, each failure added to `failures`; False when --stop-after's deadline stopped them."""
+def train_seeds(runs: list[tuple[Planned, int]], profile: str, args: argparse.Namespace, deadline: float | None, failures: list[str],
+                seconds: list[float]) -> bool:
+    """Train the extra seeds in turn, each failure added to `failures` and each run's time to `seconds`; False when --stop-after's deadline stopped them."""
     root = project_root()
     for k, (item, seed) in enumerate(runs, start=1):
         if deadline is not None and time.monotonic() > deadline:
@@ -150,15 +151,21 @@ def train_seeds(runs: list[tuple[Planned, int]], profile: str, args: argparse.Na
             print(f"    FAILED after {time.perf_counter() - t0:.1f} s", flush=True)
         else:
             print(f"    {what} ({time.perf_counter() - t0:.1f} s)", flush=True)
+        seconds.append(time.perf_counter() - t0)
     return True
+
+
+def notebook_metadata(path: Path) -> dict:
+    """An executed notebook's metadata ({} when it is missing or unreadable)."""
+    try:
+        return dict(nbformat.read(path, as_version=4).metadata)
+    except (OSError, ValueError, AttributeError, nbformat.ValidationError):  # unreadable, not JSON, or not a notebook
+        return {}
 
 
 def notebook_profile(path: Path) -> str | None:
     """The profile recorded in an executed notebook's metadata, if any."""
-    try:
-        return nbformat.read(path, as_version=4).metadata.get("dnic", {}).get("profile")
-    except (OSError, ValueError):
-        return None
+    return notebook_metadata(path).get("dnic", {}).get("profile")
 
 
 def output_path(root: Path, item: Planned, profile: str, force: bool) -> Path:
@@ -236,20 +243,27 @@ def failure(root: Path, name: str, err: BaseException) -> str:
     return f"{name} (cell [{cell}]): {detail}" if cell is not None else f"{name}: {detail}"
 
 
-def timing_record(profile: str, device: str, timings: dict[str, float], failures: list[str], wall_time_s: float, options: dict) -> dict:
-    """The report-run record of a profile, device model and precision: this call's notebook times merged into those of earlier calls."""
+def timing_record(profile: str, device: str, timings: dict[str, float], failures: list[str], wall_time_s: float, options: dict,
+                  seed_seconds: Sequence[float] = (), alone: Collection[str] = ()) -> dict:
+    """The report-run record of a profile, device model and precision: this call's notebook times merged into those of earlier calls.
+
+    whole_report keeps the latest call that ran every notebook of the plan with no failure (extra seeds' included), and
+    the extra seeds it trained on the way, whose time its wall time includes. The notebooks in `alone` ran one at a time
+    even in a call with --jobs above 1 (those after the model notebooks).
+    """
     precision = amp_label(amp_dtype("auto", device))  # what the notebooks' default amp='auto' runs in on this device
     name = f"report-run-{device_slug(device, precision)}"  # one per device model and precision: an H100's times stay apart from an H200's
     earlier = [r for r in load_records() if r["kind"] == "report" and r["name"] == name and r["profile"] == profile]
     notebooks = dict(earlier[-1]["metrics"]["notebooks"]) if earlier else {}
-    record = make_record("report", name, profile, {k: options.get(k) for k in ("only", "start_at", "skip_done", "stop_after", "jobs")}, {},
+    record = make_record("report", name, profile, {k: options.get(k) for k in ("only", "start_at", "skip_done", "stop_after", "jobs", "seeds")}, {},
                          device=device, data={}, seed=0, wall_time_s=wall_time_s, failures=failures, precision=precision)
     for nb, seconds in timings.items():  # each notebook keeps the time, date and commit of its latest successful run
-        notebooks[nb] = {"seconds": seconds, "date": record["created"], "git_commit": record["git_commit"], "jobs": options.get("jobs", 1)}
+        notebooks[nb] = {"seconds": seconds, "date": record["created"], "git_commit": record["git_commit"], "jobs": 1 if nb in alone else options.get("jobs", 1)}
     record["metrics"] = {"notebooks": notebooks, "total_s": round(sum(n["seconds"] for n in notebooks.values()), 1)}
     whole = earlier[-1]["metrics"].get("whole_report") if earlier else None
     if not failures and set(timings) >= {i.name for i in plan()}:  # this call alone has run every notebook: the report's wall time
-        whole = {"wall_time_s": round(wall_time_s, 1), "date": record["created"], "git_commit": record["git_commit"], "jobs": options.get("jobs", 1)}
+        whole = {"wall_time_s": round(wall_time_s, 1), "date": record["created"], "git_commit": record["git_commit"], "jobs": options.get("jobs", 1),
+                 "notebooks": len(timings), "seed_runs": len(seed_seconds), "seeds_s": round(sum(seed_seconds), 1)}
     if whole:
         record["metrics"]["whole_report"] = whole
     return record
@@ -257,7 +271,9 @@ def timing_record(profile: str, device: str, timings: dict[str, float], failures
 
 def regenerate_readme(root: Path) -> None:
     """Rewrite the README's generated sections (results tables, architectures, notebook index, profiles, runtimes and exported models); name the unreadable records."""
-    entries = [(i.name, i.title.split("· ", 1)[-1], notebook_profile(root / "notebooks" / f"{i.name}.ipynb")) for i in plan()]
+    metadata = {i.name: notebook_metadata(root / "notebooks" / f"{i.name}.ipynb") for i in plan()}
+    entries = [(i.name, i.title.split("· ", 1)[-1], metadata[i.name].get("dnic", {}).get("profile"), metadata[i.name].get("papermill", {}).get("end_time"))
+               for i in plan()]
     records, unreadable = scan_records(root / "results")
     for problem in unreadable:
         print(f"warning: run record left out of the README: {problem}", file=sys.stderr)
@@ -316,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["DNIC_DATA_DIR"] = str(Path(data_root).expanduser().resolve())
     os.environ.update(DNIC_PROFILE=profile, DNIC_QUIET="1")
     shown = load_records()  # the records behind the README's rows before this batch, to name the rows it replaces
-    failures, timings, start = [], {}, time.perf_counter()
+    failures, timings, seed_seconds, start = [], {}, [], time.perf_counter()
     print(f"dnic report: {len(items)} notebook(s), profile {profile}", flush=True)
     args.jobs = resolve_jobs(args.jobs, profile)
     if args.timeout is None and PROFILES[profile].rank < PROFILES[PUBLISHED].rank:
@@ -343,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
         kept = "" if out.parent == root / "notebooks" else f" (a higher profile's notebook is kept; output in {out.relative_to(root)})"
         print(f"    {item.name} ok in {seconds} s{kept}", flush=True)
         # after every notebook, so that a batch stopped from outside keeps the times of those that finished
-        write_record(timing_record(profile, default_device(), timings, failures, time.perf_counter() - start, vars(args)))
+        write_record(timing_record(profile, default_device(), timings, failures, time.perf_counter() - start, vars(args), seed_seconds,
+                                  [i.name for i in items if i not in side_by_side]))
         return True
 
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn"), initializer=share_cores, initargs=(args.jobs,)) \
@@ -352,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
             if item is None:  # the extra seeds, once the notebooks before them are done
                 going = all([settle(i, o, f.result) for i, o, f in waiting])
                 waiting.clear()
-                if going and train_seeds(seed_runs(items, profile, args.seeds), profile, args, deadline, failures):
+                if going and train_seeds(seed_runs(items, profile, args.seeds), profile, args, deadline, failures, seed_seconds):
                     continue
                 break
             out = output_path(root, item, profile, args.force)

@@ -100,6 +100,12 @@ def test_load_benchmark_arithmetic_and_its_results_section(tmp_path: Path, monke
     assert "| LeNet-5 (untrained) on MNIST (1×28×28) | untrained | 100 | 8 | 50 | 10.0 |" in load_table
     assert "| **1** | 100 → 105 (peak 120) | **+5.0%** | 1.32.0 |" in load_table
 
+    monkeypatch.setattr(load, "measure", lambda arch, args, folder: (models["lenet5"], m))  # the service itself is tested in test_deploy_*
+    monkeypatch.setenv("DNIC_PROJECT_DIR", str(tmp_path / "project"))
+    path = load.benchmark(load.parse_args(["--models", "lenet5", "--requests", "100", "--results-md", str(md)]))
+    assert json.loads(path.read_text())["metrics"] == {"lenet5": m} and path.name.startswith("bench-load-")
+    assert "| LeNet-5 (untrained) on MNIST (1×28×28) | untrained | 100 | 8 | 50 | 10.0 |" in md.read_text()
+
 
 def test_matmul_peak_arithmetic() -> None:
     a, b = torch.ones(16, 24), torch.ones(24, 16)
@@ -187,16 +193,17 @@ def test_budget_plan_takes_the_most_epochs_that_fit_the_hours() -> None:
 
 def test_budget_rows_follow_the_header_whatever_order_the_record_keeps(project_dir: Path) -> None:
     sizes = {d: {"train": 3600 * (i + 1), "val": 0, "test": 0} for i, d in enumerate(("mnist", "fashion_mnist", "cifar10"))}
-    measured = {d: {a: {"train": 1.0 if a == "resnet18" else 10.0, "eval": 1e12} for a in ("resnet18", "lenet5")} for d in sizes}
+    measured = {d: {a: {"train": (i + 1) * (1.0 if a == "resnet18" else 10.0), "eval": 1e12} for a in ("resnet18", "lenet5")}
+                for i, d in enumerate(sizes)}
     plan = budget.plan(measured, sizes, hours=2)
     path = write_record(make_record("benchmark", "bench-budget-cpu-test", "quick", {"amp": "fp32"}, {"speeds": measured, "plan": plan},
                                     device="cpu", data={}, seed=0, wall_time_s=1.0))
     rows = speed.budget_rows(json.loads(path.read_text()))  # as read back: keys sorted, cifar10 first
     cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows]
     assert [c[3] for c in cells[:2]] == ["lenet5", "resnet18"]  # the registry's order
-    assert [c[4:] for c in cells[:2]] == [["10.0 / 1,000,000,000,000"] * 3, ["1.0 / 1,000,000,000,000"] * 3]
-    assert cells[2][3] == "**all, 1 epoch(s) each: hours (do not fit 2 h)**"
-    assert cells[2][4:] == [f"**{plan['hours'][d]:.2f}**" for d in ("mnist", "fashion_mnist", "cifar10")]  # MNIST's 1.1 h first
+    assert [c[4:] for c in cells[:2]] == [[f"{10.0 * k:.1f} / 1,000,000,000,000" for k in (1, 2, 3)], [f"{k:.1f} / 1,000,000,000,000" for k in (1, 2, 3)]]
+    assert cells[2][3] == f"**all, 1 epoch(s) each: hours ({sum(plan['hours'].values()):.2f} in all: do not fit 2 h)**"
+    assert cells[2][4:] == [f"**{plan['hours'][d]:.2f}**" for d in ("mnist", "fashion_mnist", "cifar10")]  # MNIST first
 
 
 _recipe_spec = importlib.util.spec_from_file_location("recipe", REPO_ROOT / "benchmarks" / "recipe.py")

@@ -149,26 +149,45 @@ def test_the_whole_report_time_comes_from_one_call_that_ran_every_notebook(proje
     failed = runner.timing_record("full", "cpu", every, ["104_d: boom"], 60.0, OPTIONS)
     assert "whole_report" not in failed["metrics"]  # a call with a failure has not run the report
     whole = runner.timing_record("full", "cpu", every, [], 90.0, {**OPTIONS, "jobs": 2})
-    assert whole["metrics"]["whole_report"] == {"wall_time_s": 90.0, "date": whole["created"], "git_commit": whole["git_commit"], "jobs": 2}
+    assert whole["metrics"]["whole_report"] == {"wall_time_s": 90.0, "date": whole["created"], "git_commit": whole["git_commit"], "jobs": 2,
+                                                "notebooks": len(every), "seed_runs": 0, "seeds_s": 0.0}
     runner.write_record(whole)
     later = runner.timing_record("full", "cpu", {"101_a": 3.0}, [], 5.0, OPTIONS)  # a later partial call keeps it
     assert later["metrics"]["whole_report"] == whole["metrics"]["whole_report"]
     row = readme.runtime_table([later], planned=len(every)).splitlines()[2]
     assert row.endswith(f"| 0.1 | **1.5** ({whole['created'][:10]}, 2 at a time) |")
     assert readme.runtime_table([partial], planned=len(every)).splitlines()[2].endswith("| 0.2 | — |")
+    seeded = runner.timing_record("full", "cpu", every, [], 600.0, OPTIONS, seed_seconds=[120.0, 180.0])  # the seeds' time is inside, and said
+    assert seeded["metrics"]["whole_report"]["seed_runs"] == 2 and seeded["metrics"]["whole_report"]["seeds_s"] == 300.0
+    text = readme.whole_report_text(seeded["metrics"]["whole_report"], planned=len(every) + 1)
+    assert text == f"**10.0** ({seeded['created'][:10]}, 1 at a time, 2 extra seed runs included, 5.0 min, {len(every)} notebooks, {len(every) + 1} planned now)"
 
 
 def test_the_notebook_index_gives_each_committed_notebook_its_profile_and_latest_time_there(project_dir: Path) -> None:
     quick = runner.timing_record("quick", "cpu", {"101_a": 10.0, "102_b": 20.0}, [], 31.0, OPTIONS)
     budget = runner.timing_record("budget", "cpu", {"101_a": 400.0}, [], 400.0, OPTIONS)
-    older = {**budget, "metrics": {"notebooks": {"101_a": {**budget["metrics"]["notebooks"]["101_a"], "seconds": 9.0, "date": "2000-01-01"}}},
+    older = {**budget, "metrics": {"notebooks": {"101_a": {**budget["metrics"]["notebooks"]["101_a"], "seconds": 9.0, "date": "2000-01-01T00:00:00+00:00"}}},
              "device": {"type": "cuda", "name": "GPU", "count": 1}}  # another device's earlier run of the same notebook
-    rows = readme.notebook_index([("101_a", "A", "budget"), ("102_b", "B", "quick"), ("103_c", "C", None)], [older, quick, budget]).splitlines()
+    ended = budget["created"]  # the committed notebooks' papermill end time, here that of the latest runs
+    entries = [("101_a", "A", "budget", ended), ("102_b", "B", "quick", None), ("103_c", "C", None, None), ("101_a", "A'", "budget", "1999-01-01T00:00:00+00:00")]
+    rows = readme.notebook_index(entries, [older, quick, budget]).splitlines()
     precision = amp_label(amp_dtype("auto", "cpu"))
     assert rows[0] == "| notebook | what | committed run: profile | its wall time | Colab |"
     assert rows[2].startswith(f"| [`101_a`](notebooks/101_a.ipynb) | A | `budget` | 400 s, CPU (") and f", {precision} | [![Open in Colab]" in rows[2]
     assert "| `quick` | 20 s, CPU (" in rows[3]  # the committed run's profile, not the other profile's time
     assert "| C | — | — | [![Open in Colab]" in rows[4]
+    assert "| A' | `budget` | 9 s, GPU, " in rows[5]  # a notebook that ended long ago: the first time recorded after it, the other device's
+    side = runner.timing_record("quick", "cpu", {"102_b": 20.0, "50_d": 9.0}, [], 31.0, {**OPTIONS, "jobs": 2}, alone=["50_d"])
+    rows = readme.notebook_index([("102_b", "B", "quick", None), ("50_d", "D", "quick", None)], [side]).splitlines()
+    assert "| `quick` | 20 s (2 at a time), CPU (" in rows[2] and "| `quick` | 9 s, CPU (" in rows[3]  # 50 ran alone in a --jobs 2 call
+
+
+@pytest.mark.parametrize("content", [None, "", "not json", "[]", "{}"])
+def test_an_unreadable_notebook_has_no_profile_rather_than_a_crash(tmp_path: Path, content: str | None) -> None:
+    path = tmp_path / "x.ipynb"
+    if content is not None:
+        path.write_text(content)
+    assert runner.notebook_metadata(path) == {} and runner.notebook_profile(path) is None
 
 
 def test_timing_records_are_kept_apart_by_device_and_precision(project_dir: Path) -> None:
