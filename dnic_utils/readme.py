@@ -99,12 +99,22 @@ def notebook_times(records: list[dict]) -> dict[tuple[str, str], list[dict]]:
     return runs
 
 
+def utc_time(text: object) -> dt.datetime | None:
+    """An ISO time as an aware UTC datetime (a naive one taken as UTC); None for anything else."""
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
 def committed_time(runs: list[dict], end_time: str | None) -> dict | None:
     """The timing of a committed notebook's run: the first recorded once its execution ended (papermill's end_time), else None."""
-    if end_time is None:  # executed without papermill's metadata: the latest timing, if any
+    ended = utc_time(end_time)
+    if ended is None:  # executed without papermill's metadata (or an unreadable one): the latest timing, if any
         return max(runs, key=lambda run: run["date"], default=None)
-    ended = dt.datetime.fromisoformat(end_time) - dt.timedelta(minutes=2)  # the runner records the time just after the notebook is written
-    return min((run for run in runs if dt.datetime.fromisoformat(run["date"]) >= ended), key=lambda run: run["date"], default=None)
+    ended -= dt.timedelta(minutes=2)  # the runner records the time just after the notebook is written
+    return min((run for run in runs if (utc_time(run["date"]) or ended) >= ended), key=lambda run: run["date"], default=None)
 
 
 def notebook_index(entries: list[tuple[str, str, str | None, str | None]], records: list[dict]) -> str:
