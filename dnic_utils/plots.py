@@ -70,7 +70,7 @@ def class_balance(counts: pd.DataFrame, title: str = "") -> plt.Figure:
 def curves(history: list[dict], curve: list[dict], title: str = "") -> plt.Figure:
     """Loss per epoch, and validation accuracy within epochs (a fixed slice of the validation split) beside the per-epoch values."""
     df, points = pd.DataFrame(history), pd.DataFrame(curve)
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4.2))
     # Training numbers are running means over augmented batches with label smoothing, hence above validation loss.
     for split, style, label in (("train", "-", "train (augmented, label-smoothed)"), ("val", "--", "validation")):
         ax_loss.plot(df["epoch"], df[f"{split}_loss"], style, marker="o", label=label)
@@ -79,8 +79,8 @@ def curves(history: list[dict], curve: list[dict], title: str = "") -> plt.Figur
         ax_acc.plot(points["epoch"], points["val_acc"] * 100, ":", marker=".", label="validation slice, within epochs")
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
-    for ax in (ax_loss, ax_acc):
-        ax.legend()
+    for ax in (ax_loss, ax_acc):  # below the axes, where no point of a climbing curve can hide behind them
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), frameon=False, fontsize="small")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -1,4 +1,4 @@
-"""Figures: the misclassified gallery shows the surest mistakes spread over the classes."""
+"""Figures: the misclassified gallery shows the surest mistakes spread over the classes; legends hide no curve."""
 
 from __future__ import annotations
 
@@ -22,3 +22,15 @@ def test_misclassified_gallery_captions_the_probability() -> None:
     fig = plots.misclassified(x, torch.tensor([0, 1, 1]), torch.tensor([1, 1, 0]), torch.tensor([0.81, 0.5, 0.64]), ("a", "b"))
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert titles == ["a → b\n(p = 0.81)", "b → a\n(p = 0.64)"]
+
+
+def test_curve_legends_sit_below_their_axes() -> None:
+    history = [{"epoch": 1, "train_loss": 0.9, "val_loss": 0.2, "train_acc": 0.83, "val_acc": 0.98}]
+    curve = [{"epoch": e / 8, "val_acc": a} for e, a in zip(range(1, 9), (0.36, 0.32, 0.6, 0.7, 0.89, 0.93, 0.95, 0.98))]
+    fig = plots.curves(history, curve, "t")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        legend, frame = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
+        assert legend.y1 < frame.y0, ax.get_title()  # under the plotting area, so no point is hidden behind it
+        assert legend.y0 >= 0, ax.get_title()  # and still inside the figure
