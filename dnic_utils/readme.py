@@ -114,7 +114,8 @@ def committed_time(runs: list[dict], end_time: str | None) -> dict | None:
     if ended is None:  # executed without papermill's metadata (or an unreadable one): the latest timing, if any
         return max(runs, key=lambda run: run["date"], default=None)
     ended -= dt.timedelta(minutes=2)  # the runner records the time just after the notebook is written
-    return min((run for run in runs if (utc_time(run["date"]) or ended) >= ended), key=lambda run: run["date"], default=None)
+    after = [run for run in runs if (when := utc_time(run["date"])) is not None and when >= ended]  # an unreadable date never matches
+    return min(after, key=lambda run: utc_time(run["date"]), default=None)
 
 
 def notebook_index(entries: list[tuple[str, str, str | None, str | None]], records: list[dict]) -> str:

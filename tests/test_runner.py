@@ -179,6 +179,7 @@ def test_the_notebook_index_gives_each_committed_notebook_its_profile_and_latest
     assert "| A' | `budget` | 9 s, GPU, " in rows[5]  # a notebook that ended long ago: the first time recorded after it, the other device's
     for odd in ("not a time", "2026-12-01T07:00:00"):  # unreadable, or naive (taken as UTC): no crash
         assert readme.committed_time([budget["metrics"]["notebooks"]["101_a"]], odd)["seconds"] == 400.0
+    assert readme.committed_time([{"date": "garbled", "seconds": 1.0}], ended) is None  # a run whose date is unreadable never matches
     side = runner.timing_record("quick", "cpu", {"102_b": 20.0, "50_d": 9.0}, [], 31.0, {**OPTIONS, "jobs": 2}, alone=["50_d"])
     rows = readme.notebook_index([("102_b", "B", "quick", None), ("50_d", "D", "quick", None)], [side]).splitlines()
     assert "| `quick` | 20 s (2 at a time), CPU (" in rows[2] and "| `quick` | 9 s, CPU (" in rows[3]  # 50 ran alone in a --jobs 2 call
