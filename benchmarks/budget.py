@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                 model = speed.fresh_model(arch, splits, device)
                 train = speed.images_per_s(model, speed.cycle(splits.loader("train", budget.batch_size, device, train=True, augment=default_augment(splits.info))), args.steps,
                                            args.warmup, device, amp)
-                probe = splits.loader("val", 512, device).head(512)
+                probe = splits.loader("val", 512, device).subset(torch.arange(512))
                 measured[dataset][arch] = {"train": train, "eval": eval_images_per_s(model, probe, device, amp)}
                 print(f"{dataset:>13} {arch:>24}: train {train:8,.1f} img/s, eval {measured[dataset][arch]['eval']:8,.1f} img/s", flush=True)
     except DnicError as err:

@@ -452,6 +452,16 @@ def test_every_run_has_at_least_eight_validation_points_or_one_per_step(epochs: 
     assert len(per_epoch) * epochs >= min(train.PROBE_POINTS, steps * epochs)
 
 
+def test_the_within_epoch_slice_spans_a_class_ordered_split() -> None:
+    x, _ = random_batch(160)
+    y = torch.arange(10).repeat_interleave(16)  # stored class by class, as the offline CIFAR-10 JPEG copy is
+    _, val_loader = loaders(x, y, 16)
+    at = train.probe_index(160)  # 40 of 160
+    part = val_loader.subset(at)
+    assert torch.bincount(part.y, minlength=10).tolist() == [4] * 10
+    assert torch.equal(part.y, val_loader.y[at]) and torch.equal(part.x, val_loader.x[at])
+
+
 def test_a_one_epoch_run_draws_a_curve_of_images_seen_and_time(tmp_path: Path) -> None:
     x, y = random_batch(160)
     model, (train_loader, val_loader) = fresh_lenet(), loaders(x, y, 16)
@@ -460,7 +470,7 @@ def test_a_one_epoch_run_draws_a_curve_of_images_seen_and_time(tmp_path: Path) -
     assert len(curve) >= train.PROBE_POINTS
     assert [p["images_seen"] for p in curve] == sorted({p["images_seen"] for p in curve}) and curve[-1]["images_seen"] == 160
     assert all(a["train_time_s"] < b["train_time_s"] for a, b in zip(curve, curve[1:])) and curve[-1]["epoch"] == 1
-    slice_acc = evaluate(model, val_loader.head(train.probe_images(160)))["acc"]  # a quarter of the 160 validation images
+    slice_acc = evaluate(model, val_loader.subset(train.probe_index(160)))["acc"]  # a quarter of the 160 validation images
     assert curve[-1]["val_acc"] == pytest.approx(slice_acc)  # the epoch's last point comes from its full validation pass
     assert curve[-1]["train_time_s"] == pytest.approx(result.history[-1]["train_time_s"])  # validation time is not training time
 

@@ -82,11 +82,12 @@ class BatchLoader:
         parity = torch.Generator(device=self.device).manual_seed(seed + 1)
         self.flip_parity = torch.rand(len(self.y), device=self.device, generator=parity) < 0.5 if augment and augment.alternate else None
 
-    def head(self, n: int) -> BatchLoader:
-        """A loader with the same settings over the first n images only (a fixed slice, e.g. for validation within epochs)."""
+    def subset(self, index: torch.Tensor) -> BatchLoader:
+        """A loader with the same settings over the images at these positions only (e.g. a fixed validation slice)."""
         part = copy.copy(self)
-        part.x, part.y = self.x[:n], self.y[:n]
-        part.flip_parity = None if self.flip_parity is None else self.flip_parity[:n]
+        index = index.to(self.device)
+        part.x, part.y = self.x[index], self.y[index]
+        part.flip_parity = None if self.flip_parity is None else self.flip_parity[index]
         return part
 
     def images(self, n: int) -> torch.Tensor:
