@@ -147,7 +147,7 @@ def run(cfg: RunConfig, data_dir: str | None = None, resume: bool = True, latenc
     })
     amp = amp_dtype(cfg.amp, cfg.device)
     test = evaluate(model, loaders.test, amp, cfg.tta, info.flip)  # the only look at the test set
-    notes = spec.describe_trained(model, next(iter(splits.loader("val", EVAL_BATCH, cfg.device)))[0]) if spec.describe_trained else None
+    notes = spec.describe_trained(model, loaders.val.images(EVAL_BATCH)) if spec.describe_trained else None  # spread over the classes
     history, best = fitted.history, fitted.best
     shape = (info.channels, size, size)
     sched = sched_times()

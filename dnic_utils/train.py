@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import TrainState
 from .config import RunConfig
-from .data import BatchLoader
+from .data import BatchLoader, spread
 from .devices import amp_dtype, autocast, is_cuda, sched_span, sched_times, synchronize, wait_share
 from .models import model_fingerprint
 from .settings import quiet
@@ -141,8 +141,7 @@ def probe_images(val_size: int) -> int:
 
 def probe_index(val_size: int) -> torch.Tensor:
     """Positions of that slice: evenly spaced through the split, so that a split stored class by class (the CIFAR-10 JPEG copy) keeps its classes."""
-    n = probe_images(val_size)
-    return torch.arange(n) * val_size // n
+    return spread(val_size, probe_images(val_size))
 
 
 def probe_steps(steps_per_epoch: int, epochs: int) -> list[int]:

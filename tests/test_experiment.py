@@ -43,8 +43,7 @@ def test_a_run_without_latency_measures_none_and_its_summary_shows_none(project_
 
 
 def test_learned_branch_weights_are_measured_on_validation_images(weighted_sum_run: experiment.Experiment) -> None:
-    val = weighted_sum_run.splits.loader("val", 512, "cpu")
-    x = next(iter(val))[0]
+    x = weighted_sum_run.splits.loader("val", 512, "cpu").images(512)  # as the run describes them: spread over the split
     weights = weightedsum.branch_weight_table(weighted_sum_run.model, x)
     assert weights.attrs["images"] == min(512, len(weighted_sum_run.splits.val_y))
     means = weights["mean weight"].unstack()

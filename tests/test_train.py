@@ -462,6 +462,16 @@ def test_the_within_epoch_slice_spans_a_class_ordered_split() -> None:
     assert torch.equal(part.y, val_loader.y[at]) and torch.equal(part.x, val_loader.x[at])
 
 
+def test_the_images_for_data_dependent_weights_span_a_class_ordered_split() -> None:
+    y = torch.arange(10).repeat_interleave(16)  # stored class by class, as the offline CIFAR-10 JPEG copy is
+    x = (y * 20).to(torch.uint8).view(-1, 1, 1, 1).expand(-1, 1, 28, 28).contiguous()  # each image's grey level tells its class
+    train_loader, _ = loaders(x, y, 16)
+    grey = train_loader.images(20).mul(train_loader.std).add(train_loader.mean).mul(255)  # undo the normalisation
+    classes = grey.mean(dim=(1, 2, 3)).div(20).round().long()
+    assert torch.bincount(classes, minlength=10).tolist() == [2] * 10  # FastNet's whitening sees every class
+    assert len(train_loader.images(1000)) == 160  # all of them, and no more, when more are asked for
+
+
 def test_a_one_epoch_run_draws_a_curve_of_images_seen_and_time(tmp_path: Path) -> None:
     x, y = random_batch(160)
     model, (train_loader, val_loader) = fresh_lenet(), loaders(x, y, 16)
