@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from . import stats
-from .config import PROFILES, RunConfig, field_default, recipe_fields
+from .config import PROFILES, RunConfig, field_default, recipe_fields, tta_views
 from .data import dataset_info
 from .devices import device_label, wait_pct
 from .errors import DnicError
@@ -177,26 +177,32 @@ def summary(selection: Selection, resamples: int = 2000) -> pd.DataFrame:
     largest = [max(map(int, r.default["metrics"]["latency_ms"])) for r in selection.runs.values() if r.default["metrics"].get("latency_ms")]
     top = Counter(largest).most_common(1)[0][0] if largest else LATENCY_LOW  # the profile's larger latency batch, as most records have it
     rows = []
+    flip = dataset_info(selection.dataset).flip
     for run in selection.runs.values():
         m = run.default["metrics"]
+        tta = run.default["config"].get("tta") or "off"
+        views = tta_views(tta, flip)
         accs = [r["metrics"]["test_acc"] for r in run.records]
         mean, std = stats.mean_std(accs)
         correct = [c for c in map(_correct, run.records) if c is not None]
         same = [c for c in correct if len(correct) and len(c) == len(correct[0])]
         low, high = stats.bootstrap_accuracy(np.stack(same), resamples) if same else (np.nan, np.nan)
         latency = {int(b): v for b, v in m.get("latency_ms", {}).items()}
+        single = latency.get(LATENCY_LOW, np.nan)
         rows.append({
             "model": run.title, "arch": run.arch, "family": REGISTRY[run.arch].family, "seeds": len(run.records),
             "acc": mean, "acc_std": std, "ci_low": low, "ci_high": high,
             "macro_f1": float(np.mean([r["metrics"]["macro_f1"] for r in run.records])),
             "params": m["params"], "size_mb": m["size_mb"], "flops": m["flops"], "train_time_s": m["train_time_s"],
-            "images_per_s": m["images_per_s"], "cpu_wait": np.nan if m.get("train_cpu_wait") is None else m["train_cpu_wait"], "latency_1": latency.get(LATENCY_LOW, np.nan), "latency_top": latency.get(top, np.nan),
+            "images_per_s": m["images_per_s"], "cpu_wait": np.nan if m.get("train_cpu_wait") is None else m["train_cpu_wait"], "latency_1": single, "latency_top": latency.get(top, np.nan),
+            "tta": tta, "views": views, "tested_flops": views * m["flops"], "tested_latency": views * single,  # what the accuracy cost per image
             "latency_top_batch": top, "device": device_label(run.default["device"]), "precision": m.get("amp", "?"),
             "epochs": run.default["config"].get("epochs"), "train_images": run.default["data"].get("sizes", {}).get("train"),
             "test_images": run.default["data"].get("sizes", {}).get("test"),
         })
     columns = ["model", "arch", "family", "seeds", "acc", "acc_std", "ci_low", "ci_high", "macro_f1", "params", "size_mb", "flops",
-               "train_time_s", "images_per_s", "cpu_wait", "latency_1", "latency_top", "latency_top_batch", "device", "precision", "epochs",
+               "train_time_s", "images_per_s", "cpu_wait", "latency_1", "latency_top", "latency_top_batch", "tta", "views", "tested_flops",
+               "tested_latency", "device", "precision", "epochs",
                "train_images", "test_images"]
     return pd.DataFrame(rows, columns=columns).sort_values("acc", ascending=False).set_index("model")
 
@@ -218,6 +224,7 @@ def leaderboard(table: pd.DataFrame) -> pd.DataFrame:
         "test acc (%)": table.apply(accuracy, axis=1),
         "95% bootstrap CI (%)": [f"{_pct(lo)}–{_pct(hi)}" if not np.isnan(lo) else "—" for lo, hi in zip(table["ci_low"], table["ci_high"])],
         "macro F1 (%)": table["macro_f1"].map(_pct),
+        "test views": [f"{v} ({t})" if t != "off" else "1" for v, t in zip(table["views"], table["tta"])],
         "params": table["params"].map("{:,}".format),
         "MB": table["size_mb"].map("{:.1f}".format),
         "MFLOPs": (table["flops"] / 1e6).map("{:,.1f}".format),
@@ -230,7 +237,9 @@ def leaderboard(table: pd.DataFrame) -> pd.DataFrame:
     }, index=table.index)
 
 
-COSTS = {"params": "parameters", "flops": "FLOPs per image", "latency_1": "latency at batch 1 (ms)", "train_time_s": "training time (s)"}
+# The inference costs are those of the accuracy plotted against them: a test-time augmented accuracy costs its views' passes
+COSTS = {"params": "parameters", "tested_flops": "FLOPs per test image (× test views)", "tested_latency": "latency at batch 1 × test views (ms)",
+         "train_time_s": "training time (s)"}
 
 
 def pareto_front(cost: np.ndarray, accuracy: np.ndarray) -> np.ndarray:

@@ -67,6 +67,13 @@ PROFILES: dict[str, Profile] = {
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("onecycle", "cosine", "triangle", "constant")  # triangle: airbench's linear 0.2× → 1× (at 23%) → 0.07×
 TTA_MODES = ("off", "flip", "multiview")  # multiview: the image and 1-pixel shifts of it, each also mirrored where flips keep the label
+
+
+def tta_views(tta: str, flip: bool) -> int:
+    """Forward passes per test image under a test-time augmentation mode (train.tta_logits): what its accuracy costs at inference."""
+    return (3 if tta == "multiview" else 1) * (2 if flip and tta != "off" else 1)
+
+
 MAX_LR = 10.0  # a learning rate at or above this diverges for every net here: a given or derived one must stay below
 
 
@@ -242,6 +249,9 @@ class RunConfig:
         if self.tta == "flip" and not info.flip:
             raise DnicError(f"Flip test-time augmentation does not suit {info.title}: its training never sees mirrored images "
                             "(flips are off for it).", "set `tta` to 'off' or 'multiview' (which mirrors only where flips keep the label).")
+        if self.val_size >= info.sizes[0]:
+            raise DnicError(f"`val_size` {self.val_size:,} leaves no training images: {info.title} has {info.sizes[0]:,}, and the validation "
+                            "split is carved from them.", f"set `val_size` below {info.sizes[0]:,} (or None for the profile's {prof.val_size:,}).")
         available = min(self.train_size or info.sizes[0], info.sizes[0] - self.val_size)
         if self.batch_size > available:
             raise DnicError(f"`batch_size` {self.batch_size:,} is larger than the {available:,} training images of this run.",

@@ -61,7 +61,8 @@ class Deployment:
         return pd.Series({
             "test images": f"{p['images']:,}", "same top class": f"{p['same_argmax']:,} of {p['images']:,}",
             "largest |logit difference|": f"{p['max_abs_diff']:.2e}", "tolerance": f"{p['tolerance']:g}",
-            "test accuracy, exported model (%)": f"{100 * p['onnx_test_acc']:.2f}", "test accuracy, run record (%)": f"{100 * card['test_acc']:.2f}",
+            "test accuracy, exported model (%)": f"{100 * p['onnx_test_acc']:.2f}", "test accuracy, run record (%)": f"{100 * card['source'].get('test_acc', card['test_acc']):.2f}",
+            "run record's test-time augmentation": card["source"].get("tta", "off"),
             "checked": card["exported"]["created"][:10],
         }, name=card["title"]).to_frame()
 
@@ -141,7 +142,8 @@ def prepare(dataset: str, profile: str, max_size_mb: float, data_dir: str | None
         best = found[0]
         card = export_run(best["name"], profile, data_dir=data_dir)
         reason = (f"The best {title} model of profile `{profile}` with a checkpoint here and at most {max_size_mb:g} MB of weights is "
-                  f"**{card['title']}** ({best['metrics']['test_acc']:.2%} test accuracy in its record; {len(found)} candidate(s)). "
+                  f"**{card['title']}** ({best['metrics']['test_acc']:.2%} test accuracy in its record, test-time augmentation "
+                  f"{best['config'].get('tta') or 'off'}; {card['test_acc']:.2%} for the exported graph, one pass per image; {len(found)} candidate(s)). "
                   f"It was exported now to `results/{profile}/models/{card['onnx_file']}` ({card['size_mb']:.2f} MB), "
                   "and the parity check below ran during the export.")
         return Deployment(load_model(card["path"], threads), load_trained(best["name"], profile), reason)
@@ -153,7 +155,7 @@ def prepare(dataset: str, profile: str, max_size_mb: float, data_dir: str | None
     card = max(top, key=lambda c: c["test_acc"])
     reason = (f"No {title} checkpoint of profile `{profile}` is here (checkpoints are not in the repository, so a fresh clone has none): "
               f"the committed export **{card['title']}** (`results/{card['profile']}/models/{card['onnx_file']}`, profile `{card['profile']}`, "
-              f"{card['test_acc']:.2%} test accuracy) is used. Its parity with PyTorch is the check made when it was exported, "
+              f"{card['test_acc']:.2%} test accuracy, one pass per image) is used. Its parity with PyTorch is the check made when it was exported, "
               "and the latency comparison below has no PyTorch side.")
     return Deployment(load_model(card["path"], threads), None, reason)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import PROFILES, Profile
+from .config import PROFILES, Profile, tta_views
 from .data import DATASETS
 from .devices import device_label, wait_pct
 from .files import atomic_write_bytes
@@ -41,12 +41,19 @@ def results_table(records: list[dict], dataset: str) -> pd.DataFrame:
         rows.append({
             "model": r["arch_title"], "profile": r["profile"], "size (MB)": f"{m['size_mb']:.1f}", "trainable params": f"{m['trainable_params']:,}",
             "train loss": f"{m['train_loss']:.3f}", "test loss": f"{m['test_loss']:.3f}",
-            "train acc (%)": f"{100 * m['train_acc']:.2f}", "test acc (%)": f"{100 * m['test_acc']:.2f}",
+            "train acc (%)": f"{100 * m['train_acc']:.2f}", "test acc (%)": f"{100 * m['test_acc']:.2f}", "test views": views_label(r),
             "macro P (%)": f"{100 * m['macro_precision']:.2f}", "macro R (%)": f"{100 * m['macro_recall']:.2f}", "macro F1 (%)": f"{100 * m['macro_f1']:.2f}",
             "MFLOPs/img": f"{m['flops'] / 1e6:,.1f}", "train time (s)": f"{m['train_time_s']:.1f}", "images/s": f"{m['images_per_s']:,.0f}",
             "CPU wait (%)": wait_pct(m.get("train_cpu_wait")), "device": device_label(r["device"]), "precision": m["amp"], "date": r["created"][:10],
         })
     return pd.DataFrame(rows)
+
+
+def views_label(record: dict) -> str:
+    """'1', or the forward passes a test-time augmented accuracy averaged per image and the mode, e.g. '6 (multiview)'."""
+    tta = record["config"].get("tta") or "off"
+    views = tta_views(tta, DATASETS[record["config"]["dataset"]].flip) if record["config"]["dataset"] in DATASETS else 1
+    return f"{views} ({tta})" if tta != "off" else "1"
 
 
 def readme_tables(records: list[dict], unreadable: Sequence[str] = ()) -> str:
@@ -65,7 +72,8 @@ def readme_tables(records: list[dict], unreadable: Sequence[str] = ()) -> str:
         return "_No run records yet: run the report command below._\n" + not_shown
     note = ("Train loss and accuracy are running means over the selected epoch, on augmented batches and with label smoothing (which keeps "
             "that loss well above zero), so they are not comparable with the test columns; test metrics are from one evaluation of the "
-            "validation-selected weights. CPU wait is the share of their runnable time that the run's threads spent waiting for a core "
+            "validation-selected weights. Test views are the forward passes averaged per test image (test-time augmentation, part of "
+            "some architectures' recipes): such an accuracy costs that many times the single-pass MFLOPs at inference. CPU wait is the share of their runnable time that the run's threads spent waiting for a core "
             "while training (Linux run-queue delay): near 0, the run was rarely kept from a core (lower-priority work may still have "
             "run beside it); well above it, other work shared the CPU and its time and images/s are not speed numbers (—: not measured). `smoke` and `quick` rows are pipeline checks, not the report's numbers.\n")
     return "\n".join(parts) + "\n" + note + not_shown

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from .config import RunConfig, quiet_default, recipe_fields
+from .config import RunConfig, quiet_default, recipe_fields, tta_views
 from .data import dataset_info, dataset_title, load_raw
 from .devices import device_info, device_label
 from .metrics import top_confusions
@@ -66,9 +66,17 @@ def discussion(exp: Experiment, peers: list[dict] = ()) -> str:
     m, cfg = exp.metrics, exp.cfg
     mistakes = top_confusions(m["confusion"], exp.splits.classes)
     worst = exp.per_class().sort_values("f1-score").iloc[0]
+    flip = exp.splits.info.flip
+
+    def views(tta: str | None) -> str:
+        """'' for a single pass, else how many test views an accuracy averaged, e.g. ' (6 test views)'."""
+        n = tta_views(tta or "off", flip)
+        return f" ({n} test views)" if n > 1 else ""
+
+    augmented = f", averaging {tta_views(cfg.tta, flip)} views of each ({cfg.tta} test-time augmentation)" if cfg.tta != "off" else ""
     lines = [
         f"{exp.title} reached **{100 * m['test_acc']:.2f}%** test accuracy (macro F1 {100 * m['macro_f1']:.2f}%) "
-        f"on {len(exp.y_true):,} test images, with the weights of epoch {m['best_epoch']} of {m['epochs_run']} "
+        f"on {len(exp.y_true):,} test images{augmented}, with the weights of epoch {m['best_epoch']} of {m['epochs_run']} "
         f"selected on the validation split ({100 * m['best_val_acc']:.2f}% there).",
         f"Training took {m['train_time_s']:.1f} s at {m['images_per_s']:,.0f} images/s ({m['amp']}); "
         f"one forward pass of a single image takes {m['latency_ms'][min(m['latency_ms'])]:.2f} ms on this device.",
@@ -80,8 +88,10 @@ def discussion(exp: Experiment, peers: list[dict] = ()) -> str:
     if exp.model_notes:
         lines.append(exp.model_notes)
     if peers:
-        listed = ", ".join(f"{r['arch_title']} {100 * r['metrics']['test_acc']:.2f}%" for r in sorted(peers, key=lambda r: -r["metrics"]["test_acc"]))
-        lines.append(f"For comparison, in the same `{cfg.profile}` profile: {listed}.")
+        listed = ", ".join(f"{r['arch_title']} {100 * r['metrics']['test_acc']:.2f}%{views(r['config'].get('tta'))}"
+                           for r in sorted(peers, key=lambda r: -r["metrics"]["test_acc"]))
+        lines.append(f"For comparison, the records of the same `{cfg.profile}` profile when this notebook ran: {listed}. Notebook 50 "
+                     "compares them all, with significance tests.")
     budget = f"{cfg.epochs} epoch(s) on {len(exp.splits.train_y):,} training images"
     if cfg.profile == "budget":
         lines.append(f"These are `budget`-profile numbers ({budget}, the same for every architecture on this dataset): a comparison "

@@ -45,7 +45,9 @@ def test_export_matches_pytorch_on_the_whole_test_set_and_writes_the_card(traine
     assert card["input"] == {"name": "images", "dtype": "uint8", "shape": ["batch", 1, 28, 28], "colour": "grey",
                              "values": "0-255, not normalised: the graph normalises"}
     assert card["normalisation"]["mean"] == list(trained_run["data"]["mean"]) and card["normalisation"]["std"] == list(trained_run["data"]["std"])
-    assert card["classes"] == [str(i) for i in range(10)] and card["test_acc"] == trained_run["metrics"]["test_acc"]
+    assert card["classes"] == [str(i) for i in range(10)] and card["source"]["test_acc"] == trained_run["metrics"]["test_acc"]
+    assert card["test_acc"] == p["onnx_test_acc"]  # the exported graph's own accuracy, one pass per image: its record's may average views
+    assert card["source"]["tta"] == trained_run["config"]["tta"] == "multiview" and "test-time augmentation multiview" in out
     assert card["source"]["record"] == "results/smoke/mnist-lenet5.json" and card["source"]["git_commit"] == trained_run["git_commit"]
     assert card["source"]["created"] == trained_run["created"] and card["source"]["device"].startswith("CPU (")
 

@@ -64,6 +64,11 @@ def test_the_discussion_compares_with_the_peers_passed_in(lenet_run: experiment.
     peer = {**lenet_run.record, "arch_title": "VGG16", "config": {**lenet_run.record["config"], "arch": "vgg16"}}
     assert report.peers([peer, lenet_run.record], lenet_run.cfg) == [peer]
     assert "VGG16" in report.discussion(lenet_run, peers=[peer])
+    assert lenet_run.cfg.tta == "multiview"  # LeNet-5's recipe: digits are not mirrored, so three views
+    assert "averaging 3 views of each (multiview test-time augmentation)" in report.discussion(lenet_run)
+    plain = {**peer, "config": {**peer["config"], "tta": "off"}}
+    assert f"VGG16 {100 * peer['metrics']['test_acc']:.2f}% (3 test views)" in report.discussion(lenet_run, peers=[peer])
+    assert f"VGG16 {100 * peer['metrics']['test_acc']:.2f}%." in report.discussion(lenet_run, peers=[plain])
 
 
 def test_the_record_keeps_every_test_prediction_compactly(lenet_run: experiment.Experiment) -> None:

@@ -190,7 +190,7 @@ def test_best_records_leaves_out_runs_with_non_default_parameters() -> None:
 
 
 RESULT_COLUMNS = ["model", "profile", "size (MB)", "trainable params", "train loss", "test loss", "train acc (%)", "test acc (%)",
-                  "macro P (%)", "macro R (%)", "macro F1 (%)", "MFLOPs/img", "train time (s)", "images/s", "CPU wait (%)", "device", "precision", "date"]
+                  "test views", "macro P (%)", "macro R (%)", "macro F1 (%)", "MFLOPs/img", "train time (s)", "images/s", "CPU wait (%)", "device", "precision", "date"]
 
 
 def test_results_table_has_one_row_per_architecture() -> None:
@@ -209,6 +209,14 @@ def test_results_table_has_one_row_per_architecture() -> None:
     assert readme.results_table([waited], "mnist").iloc[0]["CPU wait (%)"] == "44"
     assert len(readme.results_table(recs, "cifar10")) == 1
     assert readme.results_table(recs, "fashion_mnist").empty
+
+
+def test_a_test_time_augmented_accuracy_shows_its_views() -> None:
+    plain, digits, photos = train_record("mnist", "lenet5"), train_record("mnist", "lenet5"), train_record("cifar10", "fastnet")
+    digits["config"]["tta"] = photos["config"]["tta"] = "multiview"
+    assert readme.results_table([plain], "mnist").iloc[0]["test views"] == "1"
+    assert readme.results_table([digits], "mnist").iloc[0]["test views"] == "3 (multiview)"  # digits are never mirrored
+    assert readme.results_table([photos], "cifar10").iloc[0]["test views"] == "6 (multiview)"
 
 
 def with_device(record: dict, name: str, created: str, amp: str = "fp32") -> dict:

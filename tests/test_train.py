@@ -11,7 +11,7 @@ import torch
 
 from dnic_utils import devices, files, train
 from dnic_utils.checkpoint import load_checkpoint
-from dnic_utils.config import make_config
+from dnic_utils.config import TTA_MODES, make_config, tta_views
 from dnic_utils.data import BatchLoader
 from dnic_utils.errors import DnicError
 from dnic_utils.models import build_model
@@ -622,6 +622,17 @@ def test_multiview_tta_weights_the_image_half_and_each_shift_a_quarter() -> None
         no_flip = model(x) / 2 + model(padded[..., :6, :6]) / 4 + model(padded[..., 2:, 2:]) / 4
         assert torch.allclose(train.tta_logits(model, x, "multiview", flip=False), no_flip, atol=1e-6)
         assert torch.equal(train.tta_logits(model, x, "off", flip=True), model(x))
+
+
+@pytest.mark.parametrize("tta", TTA_MODES)
+@pytest.mark.parametrize("flip", [True, False])
+def test_the_views_a_tta_mode_is_said_to_cost_are_the_forward_passes_it_makes(tta: str, flip: bool) -> None:
+    calls = []
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(36, 3)).eval()
+    model.register_forward_hook(lambda *_: calls.append(1))
+    with torch.no_grad():
+        train.tta_logits(model, torch.randn(2, 1, 6, 6), tta, flip)
+    assert len(calls) == tta_views(tta, flip)
 
 
 # --------------------------------------------------------------------------------------------------------------
