@@ -37,6 +37,11 @@ def cost_text(table: pd.DataFrame) -> str:
         return "No runs to compare."
     lines = [f"On {label}, the Pareto front (no model both cheaper and more accurate) is: {', '.join(front_names(table, cost)) or '—'}."
              for cost, label in COSTS.items()]
+    augmented = table[table["views"] > 1]
+    if len(augmented):
+        listed = ", ".join(f"{name} {int(row['views'])} ({row['tta']})" for name, row in augmented.iterrows())
+        lines.append(f"Some accuracies average several forward passes per test image (test-time augmentation, in their architecture's recipe: "
+                     f"{listed}), so on the FLOPs and latency fronts those models pay for every view; their single-pass costs are in the table.")
     timed = table.dropna(subset=["flops", "latency_1"])
     if len(timed) >= 3:
         rho = scipy_stats.spearmanr(timed["flops"], timed["latency_1"]).statistic
@@ -90,6 +95,13 @@ def neighbour_verdicts(table: pd.DataFrame, pairs: pd.DataFrame, alpha: float = 
     """A sentence per pair of neighbours in the accuracy ranking: does each model differ from the next one down?"""
     ranking = list(table.sort_values("acc", ascending=False).index)
     return [verdict(pairs, a, b, alpha) for a, b in zip(ranking, ranking[1:])]
+
+
+def top_group(table: pd.DataFrame, pairs: pd.DataFrame, alpha: float = ALPHA) -> list[str]:
+    """The most accurate model, then by accuracy those no corrected test separates from it (untested pairs are not separated)."""
+    ranking = list(table.sort_values("acc", ascending=False).index)
+    rows = {name: _pair(pairs, ranking[0], name) for name in ranking[1:]}
+    return ranking[:1] + [name for name, row in rows.items() if row is None or not row["significant"] or row["p_holm"] >= alpha]
 
 
 def significance_text(selection: Selection, pairs: pd.DataFrame, alpha: float = ALPHA) -> str:
@@ -253,15 +265,21 @@ def critical_analysis(selection: Selection, table: pd.DataFrame, pairs: pd.DataF
         parts.append("**Inception modules.** " + " ".join(inception))
     if {t["resnet18"], t["mobilenet_v2"]} <= have:
         parts.append("**Depthwise convolutions.** " + _depthwise(table, pairs, t["resnet18"], t["mobilenet_v2"], alpha))
-    ranking = list(table.sort_values("acc", ascending=False).index)
     epochs = sorted({int(e) for e in table["epochs"].dropna()})
     images = sorted({int(n) for n in table["train_images"].dropna()})
     budget = (f"{_span(epochs)} epoch(s) on {_span(images)} training images"
               if epochs and images else "the profile's budget")
-    deep = [f"{name} ranks {_ordinal(ranking.index(name) + 1)}" for name in (t["resnet18"], t["resnet50"], t["resnet101"], t["vgg19"]) if name in ranking]
+    group = top_group(table, pairs, alpha)
+    ranks = table["acc"].rank(method="min", ascending=False)
+    tied = table["acc"].duplicated(keep=False)
+    deep = [f"{name} ranks {'joint ' if tied[name] else ''}{_ordinal(ranks[name])}{' (in that group)' if name in group else ''}"
+            for name in (t["resnet18"], t["resnet50"], t["resnet101"], t["vgg19"]) if name in table.index]
+    others = group[1:]
     parts.append(
-        f"**What the budget changes.** In profile `{selection.profile}` ({budget}) the ranking by test accuracy is led by "
-        f"{', '.join(ranking[:3])}; of {len(ranking)}, {', '.join(deep) or 'no deep network was run'}. With full schedules the literature "
+        f"**What the budget changes.** In profile `{selection.profile}` ({budget}) the most accurate model on this test set is {group[0]}; "
+        + (f"the corrected pairwise tests cannot tell {', '.join(others)} from it, so the top group is {len(group)} models. " if others
+           else "the corrected pairwise tests separate every other model from it. ")
+        + f"By test accuracy, of {len(table)}, {', '.join(deep) or 'no deep network was run'}. With full schedules the literature "
         "ranks the deeper ResNets above ResNet18 and residual networks above VGG (He et al. 2016); a short budget favours networks that "
         "learn fast per image seen, so a ranking at this budget is a statement about this budget, not about the architectures' ceilings.")
     parts.append("**The seeds' future work.** Hyper-parameter optimisation: " + recipe_text(selection) + " " + search_text(selection, list(studies))

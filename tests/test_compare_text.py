@@ -72,8 +72,31 @@ def test_the_critical_analysis_is_formatted_from_the_records(trio: compare.Selec
     assert f"MobileNetV2 needs {mobile['flops'] / resnet['flops']:.0%} of ResNet18's FLOPs" in text
     assert f"takes {mobile['latency_1'] / resnet['latency_1']:.0%} of its single-image latency" in text
     assert "**The seeds' future work.**" in text and "Hyper-parameter optimisation" in text and "Additional datasets" in text
-    assert "ranking by test accuracy is led by ResNet18, MobileNetV2, VGG19" in text
+    assert "the most accurate model on this test set is ResNet18; the corrected pairwise tests separate every other model from it" in text
+    assert "of 4, ResNet18 ranks 1st (in that group), VGG19 ranks 3rd." in text
     assert compare_text.critical_analysis(compare.select([], "cifar10", "quick"), table.iloc[:0], pairs.iloc[:0]).startswith("No runs")
+
+
+def test_a_ranking_names_the_models_no_test_separates_from_the_best_and_its_ties() -> None:
+    records = [record(a, correct=correct_first(n)) for a, n in (("lenet5", 190), ("resnet18", 189), ("vgg16", 120), ("vgg19", 120))]
+    selection = compare.select(records, "cifar10", "quick")
+    table, pairs = compare.summary(selection, resamples=200), compare.significance(selection)
+    assert compare_text.top_group(table, pairs) == ["LeNet-5", "ResNet18"]  # 1 discordant image: indistinguishable
+    text = compare_text.critical_analysis(selection, table, pairs)
+    assert "the most accurate model on this test set is LeNet-5; the corrected pairwise tests cannot tell ResNet18 from it" in text
+    assert "ResNet18 ranks 2nd (in that group), VGG19 ranks joint 3rd." in text  # tied with VGG16 at 60%
+    assert "led by" not in text
+
+
+def test_test_time_augmented_accuracies_pay_for_their_views_on_the_cost_fronts() -> None:
+    records = [record("lenet5", correct=correct_first(190)), record("vgg16", correct=correct_first(180))]
+    table = compare.summary(compare.select(records, "cifar10", "quick"), resamples=200)
+    lenet = table.loc["LeNet-5"]
+    assert (lenet["tta"], lenet["views"]) == ("multiview", 6)  # its recipe's; CIFAR-10 images are mirrored too
+    assert lenet["tested_flops"] == 6 * lenet["flops"] and lenet["tested_latency"] == 6 * lenet["latency_1"]
+    assert table.loc["VGG16", "views"] == 1 and table.loc["VGG16", "tested_flops"] == table.loc["VGG16", "flops"]
+    assert compare.leaderboard(table).loc[["LeNet-5", "VGG16"], "test views"].tolist() == ["6 (multiview)", "1"]
+    assert "LeNet-5 6 (multiview)" in compare_text.cost_text(table)
 
 
 def test_cost_text_names_the_fronts_and_the_latency_disagreement() -> None:
