@@ -211,7 +211,8 @@ def trials_table(found: Search) -> pd.DataFrame:
     rows = []
     for row in found.record["trials"]:
         params = row["params"]
-        rows.append({"trial": row["number"], "peak lr": params["lr"], "weight decay": params["weight_decay"], "batch": params["batch_size"],
+        # the log-scale settings as text, so that a rounded display never shows a weight decay of 2.5e-05 as 0.0000
+        rows.append({"trial": row["number"], "peak lr": f"{params['lr']:.3g}", "weight decay": f"{params['weight_decay']:.3g}", "batch": params["batch_size"],
                      "label smoothing": params["label_smoothing"],
                      **{f"val acc (%) epoch {e}": 100 * v for e, v in sorted(row["intermediate"].items())},
                      "val acc (%) selected": 100 * row["value"] if row["value"] is not None else np.nan,
@@ -232,8 +233,10 @@ def study_text(found: Search) -> str:
             f"the same {sizes.val_size:,} validation images; {m['completed']} ran to the end and the median rule stopped {m['pruned']} "
             f"after an epoch below the median of the earlier trials.")
     if m["best_trial"] == 0:
-        return head + (f" No sampled setting scored above the default recipe's validation accuracy of {100 * m['default_val_acc']:.2f}%: the "
-                       f"default ({setting_text(m['default_params'])}) is kept.")
+        pruned = (f" The {m['pruned']} stopped trial(s) were cut short, so their scores are not those of a finished run: the search "
+                  "cannot say how they would have ended." if m["pruned"] else "")
+        return head + (f" None of the {m['completed'] - 1} other trial(s) that ran to the end scored above the default recipe's validation "
+                       f"accuracy of {100 * m['default_val_acc']:.2f}%, so the default ({setting_text(m['default_params'])}) is kept.{pruned}")
     gain = 100 * (m["best_val_acc"] - m["default_val_acc"])
     return head + (f" The best, trial {m['best_trial']} ({setting_text(m['best_params'])}), reached {100 * m['best_val_acc']:.2f}% against "
                    f"the default recipe's {100 * m['default_val_acc']:.2f}% ({setting_text(m['default_params'])}): "
@@ -315,7 +318,7 @@ def final_table(runs: dict[str, dict]) -> pd.DataFrame:
     rows = []
     for label, record in runs.items():
         c, m = record["config"], record["metrics"]
-        rows.append({"run": label, "record": record["name"], "peak lr": c["lr"], "weight decay": c["weight_decay"], "batch": c["batch_size"],
+        rows.append({"run": label, "record": record["name"], "peak lr": f"{c['lr']:.3g}", "weight decay": f"{c['weight_decay']:.3g}", "batch": c["batch_size"],
                      "label smoothing": c["label_smoothing"], "training images": record["data"]["sizes"]["train"], "epochs": m["epochs_run"],
                      "val acc (%)": 100 * m["best_val_acc"], "test acc (%)": 100 * m["test_acc"], "test images": record["data"]["sizes"]["test"]})
     return pd.DataFrame(rows).set_index("run")

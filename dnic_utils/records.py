@@ -57,6 +57,11 @@ def results_dir(profile: str) -> Path:
     return project_root() / "results" / profile
 
 
+def utc_now() -> str:
+    """The time now as records write it, e.g. '2026-12-01T13:43:59+00:00'."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
 def make_record(kind: str, name: str, profile: str, config: dict, metrics: dict, *, device: str, data: dict, seed: int, wall_time_s: float, **extra: Any) -> dict:
     """A run record with the provenance every record carries."""
     return {
@@ -71,7 +76,7 @@ def make_record(kind: str, name: str, profile: str, config: dict, metrics: dict,
         "data": data,
         "seed": seed,
         "wall_time_s": round(wall_time_s, 3),
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": utc_now(),
         **extra,
     }
 

@@ -31,7 +31,7 @@ from .errors import DnicError
 from .models import REGISTRY, model_spec
 from .onnx_model import find_cards
 from .readme import architecture_table, models_table, notebook_index, profile_table, readme_tables, replaced_rows, runtime_table, update_readme
-from .records import load_records, make_record, read_record, scan_records, write_record
+from .records import load_records, make_record, read_record, scan_records, utc_now, write_record
 from .settings import project_root, share_cores
 
 TEMPLATE = Path("notebooks/templates/model.ipynb")
@@ -244,7 +244,7 @@ def failure(root: Path, name: str, err: BaseException) -> str:
 
 
 def timing_record(profile: str, device: str, timings: dict[str, float], failures: list[str], wall_time_s: float, options: dict,
-                  seed_seconds: Sequence[float] = (), alone: Collection[str] = ()) -> dict:
+                  seed_seconds: Sequence[float] = (), alone: Collection[str] = (), finished: dict[str, str] | None = None) -> dict:
     """The report-run record of a profile, device model and precision: this call's notebook times merged into those of earlier calls.
 
     whole_report keeps the latest call that ran every notebook of the plan with no failure (extra seeds' included), and
@@ -257,8 +257,8 @@ def timing_record(profile: str, device: str, timings: dict[str, float], failures
     notebooks = dict(earlier[-1]["metrics"]["notebooks"]) if earlier else {}
     record = make_record("report", name, profile, {k: options.get(k) for k in ("only", "start_at", "skip_done", "stop_after", "jobs", "seeds")}, {},
                          device=device, data={}, seed=0, wall_time_s=wall_time_s, failures=failures, precision=precision)
-    for nb, seconds in timings.items():  # each notebook keeps the time, date and commit of its latest successful run
-        notebooks[nb] = {"seconds": seconds, "date": record["created"], "git_commit": record["git_commit"], "jobs": 1 if nb in alone else options.get("jobs", 1)}
+    for nb, seconds in timings.items():  # each notebook keeps the time, date (when it finished) and commit of its latest successful run
+        notebooks[nb] = {"seconds": seconds, "date": (finished or {}).get(nb, record["created"]), "git_commit": record["git_commit"], "jobs": 1 if nb in alone else options.get("jobs", 1)}
     record["metrics"] = {"notebooks": notebooks, "total_s": round(sum(n["seconds"] for n in notebooks.values()), 1)}
     whole = earlier[-1]["metrics"].get("whole_report") if earlier else None
     if not failures and set(timings) >= {i.name for i in plan()}:  # this call alone has run every notebook: the report's wall time
@@ -333,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(DNIC_PROFILE=profile, DNIC_QUIET="1")
     shown = load_records()  # the records behind the README's rows before this batch, to name the rows it replaces
     failures, timings, seed_seconds, start = [], {}, [], time.perf_counter()
+    finished: dict[str, str] = {}  # when each notebook of this call finished
     print(f"dnic report: {len(items)} notebook(s), profile {profile}", flush=True)
     args.jobs = resolve_jobs(args.jobs, profile)
     if args.timeout is None and PROFILES[profile].rank < PROFILES[PUBLISHED].rank:
@@ -355,12 +356,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"    {item.name}: stopping: {args.stop_after} s have passed (--stop-after); resume with --start-at {item.name} or --skip-done",
                   flush=True)
             return False
-        timings[item.name] = seconds
+        timings[item.name], finished[item.name] = seconds, utc_now()
         kept = "" if out.parent == root / "notebooks" else f" (a higher profile's notebook is kept; output in {out.relative_to(root)})"
         print(f"    {item.name} ok in {seconds} s{kept}", flush=True)
         # after every notebook, so that a batch stopped from outside keeps the times of those that finished
         write_record(timing_record(profile, default_device(), timings, failures, time.perf_counter() - start, vars(args), seed_seconds,
-                                  [i.name for i in items if i not in side_by_side]))
+                                  [i.name for i in items if i not in side_by_side], finished))
         return True
 
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn"), initializer=share_cores, initargs=(args.jobs,)) \

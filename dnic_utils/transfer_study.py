@@ -205,7 +205,8 @@ def _row(arm: Arm, record: dict) -> dict:
     return {"part": arm.part, **arm.labels, "test_acc": m["test_acc"], "best_val_acc": m["best_val_acc"], "train_time_s": m["train_time_s"],
             "images_per_s": m["images_per_s"], "test_images": record["data"]["sizes"]["test"], "train_images": record["data"]["sizes"]["train"],
             "source": weights.get("source"), "source_sha256": weights.get("sha256"), "cut": transfer.get("cut", 0),
-            "frozen_stages": transfer.get("frozen_stages", 0), "run": record["name"]}
+            "frozen_stages": transfer.get("frozen_stages", 0), "run": record["name"], "created": record.get("created", "")[:16].replace("T", " "),
+            "run_time_s": record.get("wall_time_s")}
 
 
 def run_arms(arms: list[Arm], profile: str, data_dir: str | None = None, reuse: Callable[[RunConfig], bool] = lambda cfg: False) -> pd.DataFrame:
@@ -216,13 +217,15 @@ def run_arms(arms: list[Arm], profile: str, data_dir: str | None = None, reuse: 
     on where it stopped.
     """
     records: dict[str, dict] = {}
+    reused: dict[str, bool] = {}
     rows = []
     for arm in arms:
         cfg = arm.config(profile)
         if cfg.run_name not in records:
             kept = read_record(profile, cfg.run_name) if reuse(cfg) or made_by_this_code(cfg, data_dir) else None
             records[cfg.run_name] = kept or run(cfg, data_dir, latency=False).record  # the study's tables show no latency
-        rows.append(_row(arm, records[cfg.run_name]))
+            reused[cfg.run_name] = kept is not None
+        rows.append({**_row(arm, records[cfg.run_name]), "reused": reused[cfg.run_name]})
     return pd.DataFrame(rows)
 
 
@@ -355,8 +358,8 @@ def part_b_findings(table: pd.DataFrame) -> str:
     diff = drops["vehicles"] - drops["random"]
     se = math.sqrt(2) * float(means["se"].max())
     lines.append(f"- {verdict(diff, se, 'The dissimilar split hurts far more', 'the random split lost more')}: with every feature stage "
-                 f"frozen, AnB lost {pts(-drops['vehicles'])} against baseB on the vehicles/animals split and {pts(-drops['random'])} "
-                 f"on the random split.")
+                 f"frozen, AnB's accuracy against baseB changed by {pts(-drops['vehicles'])} on the vehicles/animals split and by "
+                 f"{pts(-drops['random'])} on the random split.")
     return "\n".join(lines)
 
 
@@ -377,15 +380,19 @@ def part_c_summary(table: pd.DataFrame) -> str:
 
 
 def provenance_table(*tables: pd.DataFrame) -> pd.DataFrame:
-    """Each run's source weights (name and SHA-256 prefix), cut, frozen stages and training images, for the tables' reader."""
+    """Each run's source weights (name and SHA-256 prefix), cut, frozen stages, training images, and when it ran, how long, and
+    whether this execution reused its record."""
     table = pd.concat(tables, ignore_index=True)
-    out = table[["part", "run", "source", "source_sha256", "cut", "frozen_stages", "train_images"]].drop_duplicates("run").copy()
+    out = table[["part", "run", "source", "source_sha256", "cut", "frozen_stages", "train_images", "created", "run_time_s", "reused"]]
+    out = out.drop_duplicates("run").copy()
+    out["run_time_s"] = out["run_time_s"].map(lambda t: f"{t:,.0f}" if pd.notna(t) else "—")
     out["source_sha256"] = out["source_sha256"].map(lambda h: f"{h[:12]}…" if isinstance(h, str) else "")
     out["source"] = out["source"].fillna("(random weights)")
     return out.set_index("run")
 
 
 def timing_text(timings: dict[str, float], profile: str) -> str:
-    """How long each part took in this profile."""
+    """How long each part took in this execution of the notebook."""
     parts = ", ".join(f"part {part} {seconds / 60:.1f} min" for part, seconds in timings.items())
-    return f"In profile `{profile}` the study took {sum(timings.values()) / 60:.1f} min: {parts} (training, evaluation and records)."
+    return (f"In profile `{profile}` this execution of the study took {sum(timings.values()) / 60:.1f} min: {parts} (training, evaluation "
+            "and records). A run whose record it reused costs only its reading here; its own time is in the provenance table above.")

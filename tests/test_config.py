@@ -194,6 +194,12 @@ def test_batch_size_is_bounded_by_the_training_images() -> None:
     assert make_config("lenet5", "mnist", profile="smoke", batch_size=size).batch_size == size  # the smoke subset's size is allowed
 
 
+def test_a_validation_split_as_large_as_the_training_set_names_val_size() -> None:
+    with pytest.raises(DnicError) as err:
+        make_config("lenet5", "mnist", profile="smoke", val_size=60_000)
+    assert "`val_size` 60,000 leaves no training images" in str(err.value) and "below 60,000" in str(err.value)
+
+
 def test_the_derived_learning_rate_is_checked_like_a_given_one() -> None:
     with pytest.raises(DnicError) as err:
         make_config("lenet5", "mnist", profile="full", batch_size=20_000)  # 0.05 per 64 images: 15.6

@@ -165,6 +165,12 @@ def test_study_text_and_importances_come_from_the_study(found: hparams.Search) -
     assert f"{100 * m['best_val_acc']:.2f}%" in text and f"{100 * m['default_val_acc']:.2f}%" in text
     assert f"{len(found.study.trials)} trials" in text and f"stopped {m['pruned']}" in text
     assert "beat" not in text  # validation scores are not a test: no claim of a win
+    table = hparams.trials_table(found)
+    assert table.round(4)["weight decay"].tolist() == [f"{t.params['weight_decay']:.3g}" for t in found.study.trials]  # never 0.0000
+    kept = hparams.study_text(hparams.Search(found.arch, found.dataset, found.profile, found.sizes, found.study,
+                                             {**found.record, "metrics": {**m, "best_trial": 0}}))
+    assert f"None of the {m['completed'] - 1} other trial(s) that ran to the end" in kept
+    assert (f"The {m['pruned']} stopped trial(s) were cut short" in kept) is (m["pruned"] > 0)
     shares = hparams.importances(found)
     assert shares is not None and set(shares) == set(hparams.SEARCHED) and sum(shares.values()) == pytest.approx(1)
     assert max(shares, key=shares.get) == "lr"  # the fake score depends on the learning rate alone

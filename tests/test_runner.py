@@ -137,6 +137,8 @@ def test_timing_record_merges_the_notebooks_of_successive_calls(project_dir: Pat
     assert {k: v["seconds"] for k, v in notebooks.items()} == {"101_a": 10.0, "102_b": 25.0, "103_c": 5.0}
     assert notebooks["101_a"]["date"] == first["created"] and notebooks["103_c"]["date"] == second["created"]
     assert second["metrics"]["total_s"] == 40.0
+    ended = runner.timing_record("full", "cpu", {"101_a": 10.0, "102_b": 20.0}, [], 31.0, OPTIONS, finished={"101_a": "2026-01-01T10:00:00+00:00"})
+    assert ended["metrics"]["notebooks"]["101_a"]["date"] == "2026-01-01T10:00:00+00:00"  # when it ended, not when the call last wrote
     other = runner.timing_record("smoke", "cpu", {"101_a": 1.0}, [], 1.0, OPTIONS)  # another profile starts afresh
     assert other["metrics"]["total_s"] == 1.0
     assert "No timed report runs" in readme.runtime_table([], planned=40)

@@ -89,6 +89,7 @@ def test_a_stopped_study_reuses_only_the_arms_this_code_made(monkeypatch: pytest
     monkeypatch.setattr(ts, "run", fake_run)
     table = ts.run_arms([arm], "smoke")
     assert (calls == []) is reused and table["test_acc"].tolist() == [0.7 if reused else 0.5]
+    assert ts.provenance_table(table.assign(source=None, source_sha256=None))["reused"].tolist() == [reused]  # the reader sees which
 
 
 def rows_a(frozen: float, tuned: float, sizes: dict[int, float], low: float, one: float, n: int = 2000) -> pd.DataFrame:
@@ -122,9 +123,11 @@ def test_part_b_findings_read_yosinskis_pattern() -> None:
     assert text.count("**Frozen BnB dips at middle layers holds**") == 2 and text.count("**Fine-tuned AnB+ beats baseB holds**") == 2
     assert "**The dissimilar split hurts far more holds**" in text and "-15.0 points" in text
     assert "(n = 2) BnB scored 70.0%, -10.0 points from baseB" in text
+    assert "AnB's accuracy against baseB changed by -15.0 points on the vehicles/animals split and by -2.0 points on the random" in text
     table = ts.part_b_table(pd.DataFrame(rows).assign(test_images=5000))
     assert table.loc[("vehicles", 4), "AnB"] == pytest.approx(65.0) and table.loc[("random", 0), "baseB"] == pytest.approx(80.0)
 
 
 def test_the_timing_line_sums_the_parts() -> None:
-    assert ts.timing_text({"A": 60, "B": 120}, "quick") == "In profile `quick` the study took 3.0 min: part A 1.0 min, part B 2.0 min (training, evaluation and records)."
+    assert ts.timing_text({"A": 60, "B": 120}, "quick").startswith(
+        "In profile `quick` this execution of the study took 3.0 min: part A 1.0 min, part B 2.0 min (training, evaluation and records).")
