@@ -207,7 +207,7 @@ def whole_report_text(whole: dict | None, planned: int) -> str:
 
 def models_table(cards: list[dict]) -> str:
     """The README's table of exported models (onnx_model.find_cards of the project), the highest profile first."""
-    rows = ["| model | what | profile | test acc (%) | parity: same top class, max abs logit diff | ONNX (MB) | input | file |",
+    rows = ["| model | what | profile | test acc (%), one pass per image | parity: same top class, max abs logit diff | ONNX (MB) | input | file |",
             "|---|---|---|---|---|---|---|---|"]
     for c in cards:
         p, shape, accuracy = c["parity"], c["input"]["shape"], "–" if c["test_acc"] is None else f"{100 * c['test_acc']:.2f}"
