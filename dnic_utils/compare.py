@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from . import stats
-from .config import PROFILES, RunConfig, field_default, recipe_fields, tta_views
+from .config import PROFILES, RunConfig, field_default, recipe_fields, tta_views, views_label
 from .data import dataset_info
 from .devices import device_label, wait_pct
 from .errors import DnicError
@@ -224,7 +224,7 @@ def leaderboard(table: pd.DataFrame) -> pd.DataFrame:
         "test acc (%)": table.apply(accuracy, axis=1),
         "95% bootstrap CI (%)": [f"{_pct(lo)}–{_pct(hi)}" if not np.isnan(lo) else "—" for lo, hi in zip(table["ci_low"], table["ci_high"])],
         "macro F1 (%)": table["macro_f1"].map(_pct),
-        "test views": [f"{v} ({t})" if t != "off" else "1" for v, t in zip(table["views"], table["tta"])],
+        "test views": [views_label(v, t) for v, t in zip(table["views"], table["tta"])],
         "params": table["params"].map("{:,}".format),
         "MB": table["size_mb"].map("{:.1f}".format),
         "MFLOPs": (table["flops"] / 1e6).map("{:,.1f}".format),

@@ -97,11 +97,11 @@ def neighbour_verdicts(table: pd.DataFrame, pairs: pd.DataFrame, alpha: float = 
     return [verdict(pairs, a, b, alpha) for a, b in zip(ranking, ranking[1:])]
 
 
-def top_group(table: pd.DataFrame, pairs: pd.DataFrame, alpha: float = ALPHA) -> list[str]:
+def top_group(table: pd.DataFrame, pairs: pd.DataFrame) -> list[str]:
     """The most accurate model, then by accuracy those no corrected test separates from it (untested pairs are not separated)."""
     ranking = list(table.sort_values("acc", ascending=False).index)
     rows = {name: _pair(pairs, ranking[0], name) for name in ranking[1:]}
-    return ranking[:1] + [name for name, row in rows.items() if row is None or not row["significant"] or row["p_holm"] >= alpha]
+    return ranking[:1] + [name for name, row in rows.items() if row is None or not row["significant"]]
 
 
 def significance_text(selection: Selection, pairs: pd.DataFrame, alpha: float = ALPHA) -> str:
@@ -269,7 +269,7 @@ def critical_analysis(selection: Selection, table: pd.DataFrame, pairs: pd.DataF
     images = sorted({int(n) for n in table["train_images"].dropna()})
     budget = (f"{_span(epochs)} epoch(s) on {_span(images)} training images"
               if epochs and images else "the profile's budget")
-    group = top_group(table, pairs, alpha)
+    group = top_group(table, pairs)
     ranks = table["acc"].rank(method="min", ascending=False)
     tied = table["acc"].duplicated(keep=False)
     deep = [f"{name} ranks {'joint ' if tied[name] else ''}{_ordinal(ranks[name])}{' (in that group)' if name in group else ''}"

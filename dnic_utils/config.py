@@ -74,6 +74,11 @@ def tta_views(tta: str, flip: bool) -> int:
     return (3 if tta == "multiview" else 1) * (2 if flip and tta != "off" else 1)
 
 
+def views_label(views: int, tta: str) -> str:
+    """A table cell for the test views: '1' for a single pass, else the passes per image and the mode, e.g. '6 (multiview)'."""
+    return f"{views} ({tta})" if tta != "off" else "1"
+
+
 MAX_LR = 10.0  # a learning rate at or above this diverges for every net here: a given or derived one must stay below
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import PROFILES, Profile, tta_views
+from .config import PROFILES, Profile, tta_views, views_label
 from .data import DATASETS
 from .devices import device_label, wait_pct
 from .files import atomic_write_bytes
@@ -41,7 +41,7 @@ def results_table(records: list[dict], dataset: str) -> pd.DataFrame:
         rows.append({
             "model": r["arch_title"], "profile": r["profile"], "size (MB)": f"{m['size_mb']:.1f}", "trainable params": f"{m['trainable_params']:,}",
             "train loss": f"{m['train_loss']:.3f}", "test loss": f"{m['test_loss']:.3f}",
-            "train acc (%)": f"{100 * m['train_acc']:.2f}", "test acc (%)": f"{100 * m['test_acc']:.2f}", "test views": views_label(r),
+            "train acc (%)": f"{100 * m['train_acc']:.2f}", "test acc (%)": f"{100 * m['test_acc']:.2f}", "test views": test_views(r),
             "macro P (%)": f"{100 * m['macro_precision']:.2f}", "macro R (%)": f"{100 * m['macro_recall']:.2f}", "macro F1 (%)": f"{100 * m['macro_f1']:.2f}",
             "MFLOPs/img": f"{m['flops'] / 1e6:,.1f}", "train time (s)": f"{m['train_time_s']:.1f}", "images/s": f"{m['images_per_s']:,.0f}",
             "CPU wait (%)": wait_pct(m.get("train_cpu_wait")), "device": device_label(r["device"]), "precision": m["amp"], "date": r["created"][:10],
@@ -49,11 +49,11 @@ def results_table(records: list[dict], dataset: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def views_label(record: dict) -> str:
-    """'1', or the forward passes a test-time augmented accuracy averaged per image and the mode, e.g. '6 (multiview)'."""
+def test_views(record: dict) -> str:
+    """The record's test views cell: '1', or the forward passes its accuracy averaged per image and the mode, e.g. '6 (multiview)'."""
     tta = record["config"].get("tta") or "off"
     views = tta_views(tta, DATASETS[record["config"]["dataset"]].flip) if record["config"]["dataset"] in DATASETS else 1
-    return f"{views} ({tta})" if tta != "off" else "1"
+    return views_label(views, tta)
 
 
 def readme_tables(records: list[dict], unreadable: Sequence[str] = ()) -> str:
