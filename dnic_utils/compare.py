@@ -213,7 +213,7 @@ def _pct(value: float, digits: int = 2) -> str:
 
 
 def leaderboard(table: pd.DataFrame) -> pd.DataFrame:
-    """The summary as the compact display table: accuracy (mean ± std over seeds) with its 95% bootstrap interval, costs, speed."""
+    """The summary as the compact display table: accuracy (mean ± std over seeds) with its 95% bootstrap interval, costs, training budget, speed."""
     top = int(table["latency_top_batch"].iloc[0]) if len(table) else LATENCY_LOW
 
     def accuracy(row: pd.Series) -> str:
@@ -228,8 +228,10 @@ def leaderboard(table: pd.DataFrame) -> pd.DataFrame:
         "params": table["params"].map("{:,}".format),
         "MB": table["size_mb"].map("{:.1f}".format),
         "MFLOPs": (table["flops"] / 1e6).map("{:,.1f}".format),
+        "epochs": table["epochs"].map(lambda v: "—" if pd.isna(v) else f"{int(v)}"),
+        "train images": table["train_images"].map(lambda v: "—" if pd.isna(v) else f"{int(v):,}"),
         "train time (s)": table["train_time_s"].map("{:,.1f}".format),
-        "images/s": table["images_per_s"].map("{:,.0f}".format),
+        "train images/s": table["images_per_s"].map("{:,.0f}".format),
         "CPU wait (%)": table["cpu_wait"].map(wait_pct),
         "latency @1 (ms)": table["latency_1"].map(lambda v: "—" if np.isnan(v) else f"{v:.2f}"),
         f"latency @{top} (ms)": table["latency_top"].map(lambda v: "—" if np.isnan(v) else f"{v:,.1f}"),

@@ -44,20 +44,34 @@ def cost_text(table: pd.DataFrame) -> str:
                      f"{listed}), so on the FLOPs and latency fronts those models pay for every view; their single-pass costs are in the table.")
     timed = table.dropna(subset=["flops", "latency_1"])
     if len(timed) >= 3:
-        rho = scipy_stats.spearmanr(timed["flops"], timed["latency_1"]).statistic
-        shift = timed["latency_1"].rank() - timed["flops"].rank()
-        worst = shift.idxmax()
-        lines.append(
-            f"FLOPs and single-image latency have a Spearman rank correlation of {rho:.2f} over {len(timed)} models; the largest "
-            f"disagreement is {worst}, {_ordinal(timed['flops'].rank()[worst])} cheapest in FLOPs but "
-            f"{_ordinal(timed['latency_1'].rank()[worst])} in latency ({timed.loc[worst, 'flops'] / 1e6:,.1f} MFLOPs, {timed.loc[worst, 'latency_1']:.2f} ms), which is why FLOPs alone "
-            "mispredict CPU latency across families (Canziani et al. 2016; Bianco et al. 2018).")
+        lines.append(flops_latency_text(timed))
     shared = table[table["cpu_wait"] >= SHARED_CPU]  # NaN (not measured) compares False
     if len(shared):
         waits = ", ".join(f"{name} {wait_pct(w)}%" for name, w in shared["cpu_wait"].items())
         lines.append(f"Some runs shared the CPU with other work: their threads waited for a core during part of their training "
                      f"({waits} of their runnable time), so their training times and images/s overstate their cost here.")
     return "\n\n".join(lines)
+
+
+MISPREDICT_RHO, MISPREDICT_RANKS = 0.9, 2  # below this rank correlation, or a model this many ranks off, FLOPs mispredict latency
+
+
+def flops_latency_text(timed: pd.DataFrame) -> str:
+    """How well FLOPs order the measured single-image latencies (Spearman), the models they misplace most, and what follows."""
+    flops_rank, latency_rank = timed["flops"].rank(), timed["latency_1"].rank()
+    rho = scipy_stats.spearmanr(timed["flops"], timed["latency_1"]).statistic
+    shift = (latency_rank - flops_rank).abs()
+    devices = " and ".join(sorted(set(timed["device"])))
+    text = f"FLOPs and single-image latency on {devices} have a Spearman rank correlation of {rho:.2f} over {len(timed)} models"
+    worst = list(shift[shift == shift.max()].index) if shift.max() > 0 else []
+    if worst:
+        text += "; the largest disagreement" + (f" ({shift.max():g} ranks) is " if len(worst) == 1 else f"s ({shift.max():g} ranks each) are ") + "; ".join(
+            f"{name}, {_ordinal(flops_rank[name])} cheapest in FLOPs but {_ordinal(latency_rank[name])} in latency "
+            f"({timed.loc[name, 'flops'] / 1e6:,.1f} MFLOPs, {timed.loc[name, 'latency_1']:.2f} ms)" for name in worst)
+    if rho < MISPREDICT_RHO or shift.max() >= MISPREDICT_RANKS:
+        return text + (". Here FLOPs alone mispredict latency across families, as Canziani et al. (2016) and Bianco et al. (2018) "
+                       "found, so the latency front is drawn from measurements.")
+    return text + ". Here FLOPs order the measured latencies closely, so the FLOPs and latency fronts agree."
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -79,7 +93,7 @@ def verdict(pairs: pd.DataFrame, x: str, y: str, alpha: float = ALPHA) -> str:
     if row["better"] == b:
         a, b, acc_a, acc_b, only_a, only_b = b, a, acc_b, acc_a, only_b, only_a
     detail = (f"{100 * acc_a:.2f}% against {100 * acc_b:.2f}%; {only_a:,} image{'' if only_a == 1 else 's'} right only for {a} and {only_b:,} only for {b}, "
-              f"McNemar {row['test']}, Holm-corrected p = {row['p_holm']:.2g}")
+              f"McNemar {row['test']}, Holm-corrected p = {row['p_holm']:.3g}")
     if row["significant"]:
         return f"**{a}** beats **{b}** on this test set ({detail} < {alpha:g})."
     return f"{a} and {b} are indistinguishable on this test set ({detail} ≥ {alpha:g})."
@@ -98,10 +112,13 @@ def neighbour_verdicts(table: pd.DataFrame, pairs: pd.DataFrame, alpha: float = 
 
 
 def top_group(table: pd.DataFrame, pairs: pd.DataFrame) -> list[str]:
-    """The most accurate model, then by accuracy those no corrected test separates from it (untested pairs are not separated)."""
+    """The most accurate model, then by accuracy those it does not significantly beat in a corrected test (untested pairs are not separated).
+
+    The tests compare seed-0 runs while the ranking is by the mean over seeds, so a model may even beat the leader: it stays in the group.
+    """
     ranking = list(table.sort_values("acc", ascending=False).index)
     rows = {name: _pair(pairs, ranking[0], name) for name in ranking[1:]}
-    return ranking[:1] + [name for name, row in rows.items() if row is None or not row["significant"]]
+    return ranking[:1] + [name for name, row in rows.items() if row is None or not row["significant"] or row["better"] != ranking[0]]
 
 
 def significance_text(selection: Selection, pairs: pd.DataFrame, alpha: float = ALPHA) -> str:
@@ -110,9 +127,12 @@ def significance_text(selection: Selection, pairs: pd.DataFrame, alpha: float = 
         return (f"{selection.title}: no two models have per-image test predictions on the same images in profile `{selection.profile}` "
                 "(records written before predictions were kept, or after a change of the test size), so no pair is tested.")
     exact = int((pairs["test"] == "exact binomial").sum())
+    seeded = [run.title for run in selection.runs.values() if len(run.records) > 1]
+    seeds = (f" Each test compares the models' seed-0 runs (their notebooks' own); {', '.join(seeded)} also ran further seeds, so the "
+             "accuracies quoted here can differ from the leaderboard's means.") if seeded else ""
     return (f"{selection.title}: {len(pairs)} pairs tested on {int(pairs['images'].iloc[0]):,} test images ({exact} with the exact binomial "
             f"test, fewer than {stats.EXACT_BELOW} discordant images); {int(pairs['significant'].sum())} differ at a family-wise "
-            f"{alpha:g} after Holm's correction, the other {int((~pairs['significant']).sum())} are indistinguishable on this test set.")
+            f"{alpha:g} after Holm's correction, the other {int((~pairs['significant']).sum())} are indistinguishable on this test set." + seeds)
 
 
 CLAIM = re.compile(r"\*\*(?P<winner>[^*]+)\*\* beats \*\*(?P<loser>[^*]+)\*\*")
@@ -152,11 +172,16 @@ def seed_text(table: pd.DataFrame) -> str:
                 "`--seeds` adds it).")
     widest = spread["std across seeds (pp)"].idxmax()
     std = spread.loc[widest, "std across seeds (pp)"]
-    gaps = seeds["gap to next (pp)"].dropna()
-    smaller = int((gaps < std).sum())
-    return (f"{len(spread)} architecture(s) have {spread['seeds'].min()}–{spread['seeds'].max()} seeds. The widest spread is "
-            f"{widest}'s, a standard deviation of {std:.2f} pp; {smaller} of the {len(gaps)} gaps between neighbouring models in the "
-            "ranking are smaller than that, so those neighbours' order could change with the seed alone (Bouthillier et al. 2021).")
+    pair_spread = np.fmax(seeds["std across seeds (pp)"], seeds["std across seeds (pp)"].shift(-1))  # the larger of a gap's two models' spreads
+    all_gaps = seeds["gap to next (pp)"].dropna()
+    gaps = all_gaps[pair_spread[all_gaps.index].notna()]
+    smaller = int((gaps < pair_spread[gaps.index]).sum())
+    unmeasured = len(all_gaps) - len(gaps)
+    return (f"{len(spread)} architecture(s) have {spread['seeds'].min()}–{spread['seeds'].max()} seeds; the widest spread is "
+            f"{widest}'s, a standard deviation of {std:.2f} pp. Of the {len(gaps)} gap(s) between neighbours in the ranking where at least "
+            f"one of the two ran several seeds, {smaller} are smaller than the larger of the two models' standard deviations, so those "
+            "neighbours' order could change with the seed alone (Bouthillier et al. 2021)."
+            + (f" The other {unmeasured} gap(s) are between models with one seed each: their seed spread is not measured." if unmeasured else ""))
 
 
 def confusion_text(selection: Selection, shared: pd.DataFrame) -> str:
@@ -182,10 +207,20 @@ def _ratio(table: pd.DataFrame, x: str, y: str, column: str) -> str:
     return f"{table.loc[y, column] / table.loc[x, column]:.1f}×"
 
 
+def _training_cost(table: pd.DataFrame, x: str, y: str) -> str:
+    """'training time 2.1×' between equal training budgets, else the time per image seen and both budgets."""
+    seen = table["epochs"] * table["train_images"]
+    if seen[x] == seen[y] or seen[[x, y]].isna().any():
+        return f"training time {_ratio(table, x, y, 'train_time_s')}"
+    per_image = (table.loc[y, "train_time_s"] / seen[y]) / (table.loc[x, "train_time_s"] / seen[x])
+    return (f"training time per image seen {per_image:.1f}× (their budgets differ: {int(table.loc[x, 'epochs'])} epoch(s) on "
+            f"{int(table.loc[x, 'train_images']):,} images against {int(table.loc[y, 'epochs'])} on {int(table.loc[y, 'train_images']):,})")
+
+
 def _step(table: pd.DataFrame, pairs: pd.DataFrame, x: str, y: str, alpha: float) -> str:
     """From x to y: the cost multipliers, then the corrected test's verdict."""
     return (f"From {x} to {y}, parameters change {_ratio(table, x, y, 'params')}, FLOPs {_ratio(table, x, y, 'flops')} "
-            f"and training time {_ratio(table, x, y, 'train_time_s')}. " + verdict(pairs, x, y, alpha))
+            f"and {_training_cost(table, x, y)}. " + verdict(pairs, x, y, alpha))
 
 
 def _depthwise(table: pd.DataFrame, pairs: pd.DataFrame, resnet: str, mobile: str, alpha: float) -> str:
@@ -198,7 +233,7 @@ def _depthwise(table: pd.DataFrame, pairs: pd.DataFrame, resnet: str, mobile: st
         text += (f", and takes {latency:.0%} of its single-image latency on {r['device']}: " +
                  ("depthwise layers do little arithmetic per byte moved, so the FLOPs saved are not all time saved" if latency > flops else
                   "here the FLOPs saved do show up as time saved"))
-    text += f"; it trains at {m['images_per_s'] / r['images_per_s']:.0%} of {resnet}'s images/s. "
+    text += f"; it trains at {m['images_per_s'] / r['images_per_s']:.0%} of {resnet}'s training images/s. "
     return text + verdict(pairs, resnet, mobile, alpha)
 
 

@@ -20,7 +20,7 @@ from .devices import device_info
 from .files import atomic_write_bytes
 from .settings import project_root
 
-TRAIN_METRICS = ("test_loss", "test_acc", "macro_precision", "macro_recall", "macro_f1", "train_loss", "train_acc",
+TRAIN_METRICS = ("test_loss", "test_acc", "macro_precision", "macro_recall", "macro_f1", "confusion", "train_loss", "train_acc",
                  "train_time_s", "images_per_s", "params", "trainable_params", "size_mb", "flops")
 REQUIRED_KEYS = ("kind", "name", "profile", "config", "metrics", "device", "versions", "git_commit", "data", "seed", "wall_time_s", "created")
 

@@ -95,7 +95,8 @@ def discussion(exp: Experiment, peers: list[dict] = ()) -> str:
     budget = f"{cfg.epochs} epoch(s) on {len(exp.splits.train_y):,} training images"
     if cfg.profile == "budget":
         lines.append(f"These are `budget`-profile numbers ({budget}, the same for every architecture on this dataset): a comparison "
-                     "at equal, small compute on a CPU, not what the architecture can reach with a longer schedule.")
+                     "at equal passes over the same data on a CPU (not equal compute: a larger net spends more per image), not what the "
+                     "architecture can reach with a longer schedule.")
     elif cfg.profile != "full":
         lines.append(f"These are `{cfg.profile}`-profile numbers ({budget}): they show the pipeline works, not what the "
                      "architecture can reach; the `budget` profile gives the report's CPU numbers, `full` its GPU ones.")

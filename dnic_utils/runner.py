@@ -101,15 +101,21 @@ def seed_list(text: str) -> tuple[int, ...]:
     return seeds
 
 
+def own_time(record: dict) -> float:
+    """A run's wall time less the time its training threads waited for a core (other work's share of a shared CPU)."""
+    m = record["metrics"]
+    return record["wall_time_s"] - m["train_time_s"] * (m.get("train_cpu_wait") or 0.0)
+
+
 def seed_runs(items: list[Planned], profile: str, seeds: tuple[int, ...] | None) -> list[tuple[Planned, int]]:
     """The (model notebook, seed) runs to add: every selected model for explicit --seeds; by default, in the published profile only,
-    the models whose default-seed run took at most SEED_MINUTES there, and ResNet18 and VGG16 on CIFAR-10. Seed 0 is the notebook's own.
+    the models whose default-seed run took at most SEED_MINUTES there (less any wait for a core), and ResNet18 and VGG16 on CIFAR-10. Seed 0 is the notebook's own.
     """
     models = [i for i in items if i.source == TEMPLATE]
     if seeds is None:
         if profile != PUBLISHED:
             return []
-        wall = {(r["config"]["dataset"], r["config"]["arch"]): r["wall_time_s"] for r in load_records()
+        wall = {(r["config"]["dataset"], r["config"]["arch"]): own_time(r) for r in load_records()
                 if r["kind"] == "train" and r["profile"] == profile and not r["config"].get("variant")}
         models = [i for i in models if (key := (i.parameters["dataset"], i.parameters["arch"])) in ALWAYS_SEEDED
                   or wall.get(key, math.inf) <= 60 * SEED_MINUTES]
@@ -294,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=seed_list, default=None,
                         help=f"extra seeds for every selected model, e.g. 0,1,2 (0 is the notebook's own run), trained into records of their "
                              f"own after the model notebooks; default: in {PUBLISHED}, {','.join(map(str, PUBLISHED_SEEDS))} for the models whose "
-                             f"run took ≤ {SEED_MINUTES} min there and ResNet18 and VGG16 on CIFAR-10; elsewhere none (--seeds 0: none)")
+                             f"run took ≤ {SEED_MINUTES} min there (less its waits for a core) and ResNet18 and VGG16 on CIFAR-10; elsewhere none (--seeds 0: none)")
     parser.add_argument("--jobs", type=jobs_arg, default="auto",
                         help="notebooks executed at once up to the extra seeds (00 and the model notebooks), each kernel with cores/jobs threads; "
                              f"their times are then taken side by side (default: auto, 2 in the demonstration profiles below {PUBLISHED}, "

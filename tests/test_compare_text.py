@@ -88,6 +88,42 @@ def test_a_ranking_names_the_models_no_test_separates_from_the_best_and_its_ties
     assert "led by" not in text
 
 
+def test_a_model_that_beats_the_leader_on_seed_0_stays_in_the_top_group() -> None:
+    # LeNet-5 leads on its mean over two seeds (75%), but on seed 0 (the tested run) ResNet18 is right on 40 more images
+    records = [record("lenet5", correct=correct_first(100)), record("lenet5", correct=correct_first(200), seed=1),
+               record("resnet18", correct=correct_first(140)), record("vgg16", correct=correct_first(20))]
+    selection = compare.select(records, "cifar10", "quick")
+    table, pairs = compare.summary(selection, resamples=200), compare.significance(selection)
+    assert list(table.index[:2]) == ["LeNet-5", "ResNet18"]
+    assert compare_text.verdict(pairs, "LeNet-5", "ResNet18").startswith("**ResNet18** beats **LeNet-5**")
+    assert compare_text.top_group(table, pairs) == ["LeNet-5", "ResNet18"]  # not 'separated' from the leader by a test it won
+    assert "Each test compares the models' seed-0 runs (their notebooks' own); LeNet-5 also ran further seeds" in compare_text.significance_text(selection, pairs)
+
+
+def test_training_times_are_compared_per_image_seen_when_the_budgets_differ() -> None:
+    records = [record(a, correct=correct_first(n)) for a, n in (("vgg16", 120), ("vgg19", 125), ("resnet18", 150), ("resnet50", 150))]
+    records[3]["data"]["sizes"]["train"] = 64  # a heavy model on a quarter of the training images, as the quick profile's tiers do
+    table = compare.summary(compare.select(records, "cifar10", "quick"), resamples=200)
+    assert compare.leaderboard(table).loc[["ResNet18", "ResNet50"], "train images"].tolist() == ["256", "64"]
+    text = compare_text.critical_analysis(compare.select(records, "cifar10", "quick"), table, compare.significance(compare.select(records, "cifar10", "quick")))
+    per_image = (table.loc["ResNet50", "train_time_s"] / 64) / (table.loc["ResNet18", "train_time_s"] / 256)
+    assert f"From ResNet18 to ResNet50, parameters change {table.loc['ResNet50', 'params'] / table.loc['ResNet18', 'params']:.1f}×" in text
+    assert f"training time per image seen {per_image:.1f}× (their budgets differ: 1 epoch(s) on 256 images against 1 on 64)" in text
+    assert f"and training time {table.loc['VGG19', 'train_time_s'] / table.loc['VGG16', 'train_time_s']:.1f}×." in text  # equal budgets
+
+
+def test_the_flops_latency_conclusion_follows_the_measurements() -> None:
+    records = [record(a, correct=correct_first(n)) for a, n in (("lenet5", 100), ("vgg16", 150), ("vgg19", 140), ("resnet18", 190))]
+    table = compare.summary(compare.select(records, "cifar10", "quick"), resamples=200)
+    agree = compare_text.flops_latency_text(table)
+    assert "FLOPs order the measured latencies closely" in agree and "mispredict" not in agree
+    records[0]["metrics"]["latency_ms"]["1"] = 100.0  # the cheapest in FLOPs becomes the slowest
+    table = compare.summary(compare.select(records, "cifar10", "quick"), resamples=200)
+    text = compare_text.flops_latency_text(table)
+    assert "the largest disagreement (3 ranks) is LeNet-5, 1st cheapest in FLOPs but 4th in latency" in text
+    assert "FLOPs alone mispredict latency" in text and "on CPU" in text
+
+
 def test_test_time_augmented_accuracies_pay_for_their_views_on_the_cost_fronts() -> None:
     records = [record("lenet5", correct=correct_first(190)), record("vgg16", correct=correct_first(180))]
     table = compare.summary(compare.select(records, "cifar10", "quick"), resamples=200)
