@@ -268,7 +268,7 @@ def search_text(selection: Selection, studies: list[dict]) -> str:
     for r in sorted(mine, key=lambda r: r["name"]):
         c, m = r["config"], r["metrics"]
         sizes = c["sizes"]
-        found = ("the default recipe itself scored best" if m["best_trial"] == 0 else
+        found = ("no searched setting scored above the default recipe, which was kept" if m["best_trial"] == 0 else
                  f"its best setting scored {m['best_val_acc']:.2%} on validation against the default recipe's {m['default_val_acc']:.2%}")
         lines.append(f"notebook 45 searched {model_spec(c['arch']).title} ({m['trials']} trials, {m['pruned']} stopped early by the median "
                      f"rule, each {sizes['epochs']} epochs on {sizes['train_size']:,} training images, scored on {sizes['val_size']:,} "

@@ -37,13 +37,14 @@ class StudySizes:
 
 
 # Smoke and quick, pipeline checks: two steps of the profile's batch per epoch, on the profile's validation split. Budget: both
-# architectures' searches and their two final runs fit about an hour on a 2-core fp32 CPU (trials measured at about 30 s for
-# FastNet and 80 s for MiniGoogLeNet per 1,000 training and 500 evaluation images on a loaded AMD EPYC); 1,000 validation
+# architectures' searches and their two final runs fit about an hour on a 2-core fp32 CPU (the budget record of 8 trials on
+# the AMD EPYC: about 40 s per FastNet trial, 75 s per finished and 37 s per pruned MiniGoogLeNet trial); 20 trials, so that
+# about half still finish with the median pruner, enough for the importances (MIN_IMPORTANCE_TRIALS); 1,000 validation
 # images, as the profile's 5,000 would cost each trial more evaluation than training.
 SIZES: dict[str, StudySizes] = {
     "smoke": StudySizes(trials=3, train_size=2 * PROFILES["smoke"].batch_size, epochs=2, val_size=PROFILES["smoke"].val_size),
     "quick": StudySizes(trials=3, train_size=2 * PROFILES["quick"].batch_size, epochs=2, val_size=PROFILES["quick"].val_size),
-    "budget": StudySizes(trials=8, train_size=2_000, epochs=2, val_size=1_000),
+    "budget": StudySizes(trials=20, train_size=2_000, epochs=2, val_size=1_000),
     "full": StudySizes(trials=40, train_size=20_000, epochs=4, val_size=PROFILES["full"].val_size),
 }
 SEED = 0  # of the sampler and of every trial's weights and batches: the same study again gives the same trials
@@ -171,6 +172,14 @@ def trial_rows(study: optuna.Study) -> list[dict]:
              "seconds": t.duration.total_seconds() if t.duration else None} for t in study.trials]
 
 
+def study_metrics(study: optuna.Study, default: dict) -> dict:
+    """The study's outcome for its record: the best trial (the first of tied ones) and its score, the default's, and the trials' states."""
+    states = [t.state for t in study.trials]
+    return {"best_val_acc": study.best_value, "best_trial": study.best_trial.number, "best_params": study.best_trial.params,
+            "default_val_acc": study.trials[0].value, "default_params": default, "trials": len(states),
+            "completed": states.count(optuna.trial.TrialState.COMPLETE), "pruned": states.count(optuna.trial.TrialState.PRUNED)}
+
+
 def search(arch: str, dataset: str, profile: str, data_dir: str | None = None) -> Search:
     """Run one architecture's study on the validation split (the default recipe first, then the sampler's settings); record every trial."""
     start = time.perf_counter()
@@ -192,22 +201,21 @@ def search(arch: str, dataset: str, profile: str, data_dir: str | None = None) -
     finally:
         optuna.logging.set_verbosity(verbosity)
     cfg = trial_config(arch, dataset, profile, sizes, default)
-    states = [t.state for t in study.trials]
-    metrics = {"best_val_acc": study.best_value, "best_trial": study.best_trial.number, "best_params": study.best_trial.params,
-               "default_val_acc": study.trials[0].value, "default_params": default, "trials": len(states),
-               "completed": states.count(optuna.trial.TrialState.COMPLETE), "pruned": states.count(optuna.trial.TrialState.PRUNED)}
     config = {"arch": arch, "dataset": dataset, "sizes": asdict(sizes), "seed": SEED, "device": cfg.device, "amp": cfg.amp,
               "space": {"lr": LR, "weight_decay": WEIGHT_DECAY, "batch_size": batch_choices(sizes), "label_smoothing": LABEL_SMOOTHING},
               "sampler": "TPE (multivariate, seeded)", "pruner": f"median, after {PRUNER_STARTUP} trials, per epoch"}
-    record = make_record("study", study_name(dataset, arch), profile, config, metrics, device=cfg.device,
+    record = make_record("study", study_name(dataset, arch), profile, config, study_metrics(study, default), device=cfg.device,
                          data={"dataset": dataset, **splits.source, "sizes": splits.sizes()}, seed=SEED,
                          wall_time_s=time.perf_counter() - start, trials=trial_rows(study))
     write_record(record)
     return Search(arch, dataset, profile, sizes, study, record)
 
 
+SCORE_COLUMN = "val acc (%) selected epoch, or at pruning"  # Optuna keeps a pruned trial's last reported epoch as its score
+
+
 def trials_table(found: Search) -> pd.DataFrame:
-    """The trials in order: setting, validation accuracy per epoch and at the selected epoch, state and seconds."""
+    """The trials in order: setting, validation accuracy per epoch and at the selected epoch (or at pruning), state and seconds."""
     rows = []
     for row in found.record["trials"]:
         params = row["params"]
@@ -215,7 +223,7 @@ def trials_table(found: Search) -> pd.DataFrame:
         rows.append({"trial": row["number"], "peak lr": f"{params['lr']:.3g}", "weight decay": f"{params['weight_decay']:.3g}", "batch": params["batch_size"],
                      "label smoothing": params["label_smoothing"],
                      **{f"val acc (%) epoch {e}": 100 * v for e, v in sorted(row["intermediate"].items())},
-                     "val acc (%) selected": 100 * row["value"] if row["value"] is not None else np.nan,
+                     SCORE_COLUMN: 100 * row["value"] if row["value"] is not None else np.nan,
                      "state": "default recipe" if row["number"] == 0 and row["state"] == "complete" else row["state"],
                      "seconds": row["seconds"]})
     return pd.DataFrame(rows).set_index("trial")
@@ -226,6 +234,28 @@ def setting_text(params: dict) -> str:
     return ", ".join(f"{LABELS[k]} {params[k]:.3g}" if k != "batch_size" else f"{LABELS[k]} {params[k]}" for k in SEARCHED)
 
 
+def trial_list(numbers: list[int]) -> str:
+    """Trial numbers in words: 'trial 3' or 'trials 3, 5'."""
+    return f"trial{'s' if len(numbers) > 1 else ''} {', '.join(map(str, numbers))}"
+
+
+def tied_trials(record: dict) -> list[int]:
+    """The completed trials other than the best that tied its validation accuracy: Optuna keeps the first of tied trials as best."""
+    m = record["metrics"]
+    return [r["number"] for r in record["trials"]
+            if r["state"] == "complete" and r["number"] != m["best_trial"] and r["value"] == m["best_val_acc"]]
+
+
+def kept_text(record: dict) -> str:
+    """Why the search kept the default recipe, in words: the other trials that ran to the end, those that tied it, those cut short."""
+    m, tied = record["metrics"], tied_trials(record)
+    tie = (f"; {trial_list(tied)} tied it, and Optuna keeps the first of tied trials, the default" if tied else ", and none tied it")
+    pruned = (f" The {m['pruned']} stopped trial(s) were cut short, so their scores are not those of a finished run: the search cannot say "
+              "how they would have ended." if m["pruned"] else " No trial was stopped by the pruner.")
+    return (f"None of the {m['completed'] - 1} other trial(s) that ran to the end scored above the default recipe's validation accuracy of "
+            f"{100 * m['default_val_acc']:.2f}%{tie}, so the default ({setting_text(m['default_params'])}) is kept.{pruned}")
+
+
 def study_text(found: Search) -> str:
     """What the search found, in words formatted from its record: trials, pruning, the best setting and its gain over the default on validation."""
     m, sizes = found.record["metrics"], found.sizes
@@ -233,24 +263,35 @@ def study_text(found: Search) -> str:
             f"the same {sizes.val_size:,} validation images; {m['completed']} ran to the end and the median rule stopped {m['pruned']} "
             f"after an epoch below the median of the earlier trials.")
     if m["best_trial"] == 0:
-        pruned = (f" The {m['pruned']} stopped trial(s) were cut short, so their scores are not those of a finished run: the search "
-                  "cannot say how they would have ended." if m["pruned"] else "")
-        return head + (f" None of the {m['completed'] - 1} other trial(s) that ran to the end scored above the default recipe's validation "
-                       f"accuracy of {100 * m['default_val_acc']:.2f}%, so the default ({setting_text(m['default_params'])}) is kept.{pruned}")
+        return f"{head} {kept_text(found.record)}"
     gain = 100 * (m["best_val_acc"] - m["default_val_acc"])
-    return head + (f" The best, trial {m['best_trial']} ({setting_text(m['best_params'])}), reached {100 * m['best_val_acc']:.2f}% against "
+    tied = tied_trials(found.record)
+    tie = f", tied with {trial_list(tied)} (Optuna keeps the first of tied trials)," if tied else ""
+    return head + (f" The best, trial {m['best_trial']} ({setting_text(m['best_params'])}){tie} reached {100 * m['best_val_acc']:.2f}% against "
                    f"the default recipe's {100 * m['default_val_acc']:.2f}% ({setting_text(m['default_params'])}): "
                    f"{'a gain' if gain >= 0 else 'a loss'} of {abs(gain):.2f} points on validation. The best of {m['completed']} scores "
                    "on the same images is biased upwards (it was picked for being high), which is why the test set, unseen so far, judges it.")
 
 
-MIN_IMPORTANCE_TRIALS = 3  # completed trials, with at least two different scores, before fANOVA's importances say anything
+# Completed trials (pruned ones have no final score) before fANOVA's forest, fitted to one score per trial, says anything: two per
+# searched parameter and one more.
+MIN_IMPORTANCE_TRIALS = 2 * len(SEARCHED) + 1
+
+
+def importance_gap(found: Search) -> str | None:
+    """Why fANOVA's importances cannot be estimated from this study, in words, or None where they can."""
+    done = found.completed()
+    if len(done) < MIN_IMPORTANCE_TRIALS:
+        return (f"too few completed trials ({len(done)} of {len(found.study.trials)}; importances need {MIN_IMPORTANCE_TRIALS}) "
+                "to estimate importances")
+    if len({t.value for t in done}) < 2:
+        return f"all {len(done)} completed trials scored the same, so there is no variance to share out"
+    return None
 
 
 def importances(found: Search) -> dict[str, float] | None:
     """fANOVA's share of the variance of validation accuracy per searched parameter (seeded), or None where it cannot say."""
-    scores = {t.value for t in found.completed()}
-    if len(found.completed()) < MIN_IMPORTANCE_TRIALS or len(scores) < 2:
+    if importance_gap(found):
         return None
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=SEED)
     return optuna.importance.get_param_importances(found.study, evaluator=evaluator, params=list(SEARCHED))
@@ -260,8 +301,8 @@ def importance_text(found: Search, shares: dict[str, float] | None) -> str:
     """The importances in words, or why there are none."""
     done = len(found.completed())
     if shares is None:
-        return (f"{found.title}: {done} trial(s) ran to the end, with {len({t.value for t in found.completed()})} different score(s); "
-                f"importances need {MIN_IMPORTANCE_TRIALS} or more trials that differ in score, so none are shown for this profile.")
+        return (f"{found.title}: {importance_gap(found)}, so none are shown (the pruned trials, cut short, have no final score to fit); "
+                "the slice plots still show every completed trial.")
     ranked = "; ".join(f"{LABELS[k]} {v:.0%}" for k, v in shares.items())
     return (f"{found.title}: fANOVA attributes the variance of validation accuracy over the {done} completed trials to {ranked}. "
             "With this few trials the shares are rough: they say where to look, not how much each parameter matters in general.")
@@ -298,18 +339,27 @@ def same_recipe(record: dict, cfg: RunConfig) -> bool:
     return all(record["config"].get(f.name) == wanted[f.name] for f in recipe_fields())
 
 
+def reusable(record: dict | None, cfg: RunConfig) -> bool:
+    """True when a stored record can stand for cfg's run: it holds test predictions and was trained with exactly cfg's recipe."""
+    return record is not None and "predictions" in record and same_recipe(record, cfg)
+
+
+def tested_record(cfg: RunConfig, data_dir: str | None = None) -> dict:
+    """cfg's training record: the stored one where it is reusable, else a fresh run's, so that each run looks at the test set once."""
+    stored = read_record(cfg.profile, cfg.run_name)
+    return stored if reusable(stored, cfg) else run(cfg, data_dir).record
+
+
 def final_runs(found: Search, data_dir: str | None = None) -> dict[str, dict]:
     """The one test evaluation of the default recipe and of the chosen setting, trained at the study's sizes: their training records.
 
-    The default recipe's record is reused where one exists with the same recipe and sizes; the chosen setting is trained here.
+    Each record is reused where one is stored with the same recipe and sizes and its test predictions; otherwise it is trained here.
     When the default recipe won the search, it is the only run.
     """
     default = trial_config(found.arch, found.dataset, found.profile, found.sizes, found.record["metrics"]["default_params"])
-    chosen = trial_config(found.arch, found.dataset, found.profile, found.sizes, found.chosen())
-    existing = read_record(found.profile, default.run_name)
-    runs = {"default recipe": existing if existing and "predictions" in existing and same_recipe(existing, default) else run(default, data_dir).record}
-    if chosen.run_name != default.run_name:
-        runs["chosen setting"] = run(chosen, data_dir).record
+    runs = {"default recipe": tested_record(default, data_dir)}
+    if found.record["metrics"]["best_trial"] != 0:
+        runs["chosen setting"] = tested_record(trial_config(found.arch, found.dataset, found.profile, found.sizes, found.chosen()), data_dir)
     return runs
 
 
@@ -324,17 +374,16 @@ def final_table(runs: dict[str, dict]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("run")
 
 
-def test_text(title: str, runs: dict[str, dict], alpha: float = 0.05) -> str:
+def test_text(found: Search, runs: dict[str, dict], alpha: float = 0.05) -> str:
     """The single test evaluation of each run in words, and McNemar's test of the two on the same test images.
 
     It says the chosen setting beats the default recipe (or the reverse) only where the test is significant at alpha.
     """
-    default = runs["default recipe"]
+    title, default = found.title, runs["default recipe"]
     acc = 100 * default["metrics"]["test_acc"]
     n = default["data"]["sizes"]["test"]
     if "chosen setting" not in runs:
-        return (f"{title}: no sampled setting scored above the default recipe on validation, so the default is the one setting tested: "
-                f"{acc:.2f}% on {n:,} test images.")
+        return f"{title}: {kept_text(found.record)} The default is the one setting tested: {acc:.2f}% on {n:,} test images."
     chosen = runs["chosen setting"]
     a, b = test_predictions(chosen), test_predictions(default)
     if not np.array_equal(a["y_true"], b["y_true"]):

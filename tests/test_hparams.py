@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import optuna
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 from dnic_utils import hparams, train
-from dnic_utils.config import PROFILES, make_config
+from dnic_utils.config import PROFILES, RunConfig, make_config
 from dnic_utils.data import BatchLoader, load_splits
 from dnic_utils.hparams import StudySizes
 from dnic_utils.records import encode_predictions, make_record
@@ -159,7 +160,7 @@ def test_the_same_study_again_gives_the_same_trials(found: hparams.Search, fixtu
     assert [t.params for t in again.study.trials] == [t.params for t in found.study.trials]
 
 
-def test_study_text_and_importances_come_from_the_study(found: hparams.Search) -> None:
+def test_study_text_and_the_trials_table_come_from_the_study(found: hparams.Search) -> None:
     m = found.record["metrics"]
     text = hparams.study_text(found)
     assert f"{100 * m['best_val_acc']:.2f}%" in text and f"{100 * m['default_val_acc']:.2f}%" in text
@@ -167,21 +168,93 @@ def test_study_text_and_importances_come_from_the_study(found: hparams.Search) -
     assert "beat" not in text  # validation scores are not a test: no claim of a win
     table = hparams.trials_table(found)
     assert table.round(4)["weight decay"].tolist() == [f"{t.params['weight_decay']:.3g}" for t in found.study.trials]  # never 0.0000
-    kept = hparams.study_text(hparams.Search(found.arch, found.dataset, found.profile, found.sizes, found.study,
-                                             {**found.record, "metrics": {**m, "best_trial": 0}}))
-    assert f"None of the {m['completed'] - 1} other trial(s) that ran to the end" in kept
-    assert (f"The {m['pruned']} stopped trial(s) were cut short" in kept) is (m["pruned"] > 0)
-    shares = hparams.importances(found)
+    assert hparams.importances(found) is None  # 8 trials, some pruned: below the 9 completed ones importances need
+    assert f"too few completed trials ({m['completed']} of 8; importances need 9)" in hparams.importance_text(found, None)
+    assert hparams.sensitivity_figure(found).axes[0].get_ylabel()  # the slice plot is drawn all the same
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Small fake studies: the texts, the trials table and the importances (no training)
+
+DISTRIBUTIONS = {"lr": optuna.distributions.FloatDistribution(*hparams.LR, log=True),
+                 "weight_decay": optuna.distributions.FloatDistribution(*hparams.WEIGHT_DECAY, log=True),
+                 "batch_size": optuna.distributions.CategoricalDistribution(hparams.BATCH_SIZES),
+                 "label_smoothing": optuna.distributions.FloatDistribution(*hparams.LABEL_SMOOTHING)}
+PRUNED_SCORE = 0.1  # a pruned trial's score: Optuna keeps its last reported epoch's
+
+
+def fake_params(i: int, n: int) -> dict:
+    """Trial i of n's setting: the learning rate rises with i across its range, the other parameters are seeded draws."""
+    rng = np.random.default_rng(i)
+    return {"lr": float(np.geomspace(*hparams.LR, n)[i]), "weight_decay": float(np.exp(rng.uniform(*np.log(hparams.WEIGHT_DECAY)))),
+            "batch_size": int(rng.choice(hparams.BATCH_SIZES)), "label_smoothing": float(rng.uniform(*hparams.LABEL_SMOOTHING))}
+
+
+def fake_search(scores: list[float], pruned: int = 0) -> hparams.Search:
+    """A finished search: trial 0 (the default recipe) and the next ran to the end with `scores`, then `pruned` trials stopped after epoch 1."""
+    n = len(scores) + pruned
+    study = optuna.create_study(direction="maximize")
+    study.add_trials([optuna.trial.create_trial(value=v, params=fake_params(i, n), distributions=DISTRIBUTIONS, intermediate_values={1: v, 2: v})
+                      for i, v in enumerate(scores)])
+    study.add_trials([optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, value=PRUNED_SCORE, params=fake_params(i, n),
+                                                distributions=DISTRIBUTIONS, intermediate_values={1: PRUNED_SCORE})
+                      for i in range(len(scores), n)])
+    record = {"metrics": hparams.study_metrics(study, study.trials[0].params), "trials": hparams.trial_rows(study)}
+    return hparams.Search("fastnet", "cifar10", "budget", hparams.SIZES["budget"], study, record)
+
+
+def test_a_kept_default_says_how_many_trials_ran_to_the_end_and_how_many_were_pruned() -> None:
+    found = fake_search([PRUNED_SCORE, 0.05, 0.07], pruned=2)  # the pruned trials' partial scores equal the default's: no tie
+    runs = {"default recipe": final_record("d", np.arange(100) < 70, 0.05)}
+    text = hparams.test_text(found, runs)
+    assert ("None of the 2 other trial(s) that ran to the end scored above the default recipe's validation accuracy of 10.00%, "
+            "and none tied it") in text
+    assert "The 2 stopped trial(s) were cut short" in text and "70.00% on 100 test images" in text
+    assert "no sampled setting" not in text and "beats" not in text
+    assert hparams.kept_text(found.record) in hparams.study_text(found)  # one wording for the search and for the test
+
+
+def test_a_tie_with_the_default_is_named_a_tie() -> None:
+    found = fake_search([0.5, 0.5, 0.3, 0.5])
+    assert found.study.best_trial.number == 0  # Optuna keeps the first of tied trials
+    text = hparams.test_text(found, {"default recipe": final_record("d", np.arange(100) < 70, 0.05)})
+    assert "trials 1, 3 tied it, and Optuna keeps the first of tied trials, the default" in text
+    assert "No trial was stopped by the pruner" in text
+
+
+def test_a_clear_winner_is_the_best_and_a_tied_one_is_named_a_tie() -> None:
+    clear = hparams.study_text(fake_search([0.5, 0.7, 0.6], pruned=1))
+    assert "The best, trial 1 (" in clear and "tied" not in clear and "a gain of 20.00 points" in clear
+    tied = hparams.study_text(fake_search([0.5, 0.7, 0.7]))
+    assert "tied with trial 2 (Optuna keeps the first of tied trials)" in tied
+
+
+def test_the_trials_table_marks_a_pruned_trials_score_as_taken_at_pruning() -> None:
+    table = hparams.trials_table(fake_search([0.5, 0.6], pruned=1))
+    assert "val acc (%) selected" not in table.columns and "at pruning" in hparams.SCORE_COLUMN
+    pruned = table[table["state"] == "pruned"].iloc[0]
+    assert pruned[hparams.SCORE_COLUMN] == pytest.approx(100 * PRUNED_SCORE) == pruned["val acc (%) epoch 1"]
+    assert np.isnan(pruned["val acc (%) epoch 2"])
+
+
+def test_importances_need_two_completed_trials_per_searched_parameter_and_one_more() -> None:
+    assert hparams.MIN_IMPORTANCE_TRIALS == 2 * len(hparams.SEARCHED) + 1 == 9
+    below = fake_search([0.3 + 0.05 * i for i in range(8)], pruned=2)
+    assert hparams.importances(below) is None
+    text = hparams.importance_text(below, None)
+    assert "too few completed trials (8 of 10; importances need 9) to estimate importances" in text and "none are shown" in text
+    at = fake_search([0.3 + 0.05 * i for i in range(9)], pruned=1)  # the score rises with the learning rate alone
+    shares = hparams.importances(at)
     assert shares is not None and set(shares) == set(hparams.SEARCHED) and sum(shares.values()) == pytest.approx(1)
-    assert max(shares, key=shares.get) == "lr"  # the fake score depends on the learning rate alone
-    assert hparams.importance_figure(found, shares).axes[0].get_xlabel()
-    assert hparams.sensitivity_figure(found).axes[0].get_ylabel()
+    assert max(shares, key=shares.get) == "lr"
+    assert "over the 9 completed trials" in hparams.importance_text(at, shares)
+    assert hparams.importance_figure(at, shares).axes[0].get_xlabel()
 
 
-def test_too_few_or_equal_scores_give_a_sentence_not_importances(found: hparams.Search, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hparams.Search, "completed", lambda self: self.study.trials[:2])
-    assert hparams.importances(found) is None
-    assert "none are shown" in hparams.importance_text(found, None)
+def test_equal_scores_give_a_sentence_not_importances() -> None:
+    flat = fake_search([0.5] * 9)
+    assert hparams.importances(flat) is None
+    assert "all 9 completed trials scored the same" in hparams.importance_text(flat, None)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -203,7 +276,7 @@ def test_a_small_gain_is_reported_as_indistinguishable() -> None:
     chosen = default.copy()
     chosen[120:126] = True  # 6 discordant images, all one way: exact p = 2 / 2**6 ≈ 0.031, above α = 0.01
     runs = {"default recipe": final_record("d", default, 0.05), "chosen setting": final_record("c", chosen, 0.1)}
-    text = hparams.test_text("Net", runs, alpha=0.01)
+    text = hparams.test_text(fake_search([0.5, 0.6]), runs, alpha=0.01)
     assert "beats" not in text and "indistinguishable" in text
     assert "63.00%" in text and "60.00%" in text and "+3.00 points" in text
     assert list(hparams.final_table(runs)["test acc (%)"]) == [60.0, 63.0]
@@ -212,19 +285,50 @@ def test_a_small_gain_is_reported_as_indistinguishable() -> None:
 def test_a_significant_difference_names_the_winner_either_way() -> None:
     default, chosen = np.arange(400) < 200, np.arange(400) < 300
     runs = {"default recipe": final_record("d", default, 0.05), "chosen setting": final_record("c", chosen, 0.1)}
-    assert "the chosen setting beats the default recipe" in hparams.test_text("Net", runs)
+    found = fake_search([0.5, 0.6])
+    assert "the chosen setting beats the default recipe" in hparams.test_text(found, runs)
     swapped = {"default recipe": runs["chosen setting"], "chosen setting": runs["default recipe"]}
-    assert "the default recipe beats the chosen setting" in hparams.test_text("Net", swapped)
+    assert "the default recipe beats the chosen setting" in hparams.test_text(found, swapped)
 
 
-def test_a_default_that_won_the_search_is_the_only_test() -> None:
-    runs = {"default recipe": final_record("d", np.arange(100) < 70, 0.05)}
-    text = hparams.test_text("Net", runs)
-    assert "70.00%" in text and "beats" not in text
-
-
-def test_the_default_record_is_reused_only_with_the_same_recipe() -> None:
+def test_a_record_is_reused_only_with_the_same_recipe_and_its_predictions() -> None:
     cfg = make_config("lenet5", "mnist", "smoke")
-    record = {"config": cfg.to_dict()}
-    assert hparams.same_recipe(record, cfg)
+    record = {"config": cfg.to_dict(), "predictions": {}}
+    assert hparams.same_recipe(record, cfg) and hparams.reusable(record, cfg)
     assert not hparams.same_recipe({"config": {**cfg.to_dict(), "train_size": 7}}, cfg)
+    assert not hparams.reusable({**record, "config": {**cfg.to_dict(), "train_size": 7}}, cfg)
+    assert not hparams.reusable({"config": cfg.to_dict()}, cfg)  # no test predictions: McNemar's test could not use it
+    assert not hparams.reusable(None, cfg)
+
+
+def stored_final_runs(found: hparams.Search, stored: dict[str, dict], monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, dict], list[str]]:
+    """final_runs against the stored records `stored` (by run name), training replaced: the runs and the names of those trained."""
+    trained = []
+
+    def fake_run(cfg: RunConfig, data_dir: str | None = None) -> SimpleNamespace:
+        trained.append(cfg.run_name)
+        return SimpleNamespace(record={"name": cfg.run_name, "config": cfg.to_dict(), "fresh": True})
+
+    monkeypatch.setattr(hparams, "read_record", lambda profile, name: stored.get(name))
+    monkeypatch.setattr(hparams, "run", fake_run)
+    return hparams.final_runs(found), trained
+
+
+def stored_record(found: hparams.Search, params: dict, **changes) -> dict:
+    """A stored training record of `params` at the study's sizes, with test predictions; `changes` alter its recipe."""
+    cfg = hparams.trial_config(found.arch, found.dataset, found.profile, found.sizes, params)
+    return {"name": cfg.run_name, "config": {**cfg.to_dict(), **changes}, "predictions": {}}
+
+
+def test_the_final_runs_reuse_each_matching_record_and_train_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
+    kept = fake_search([0.5, 0.4])
+    default = stored_record(kept, kept.study.trials[0].params)
+    runs, trained = stored_final_runs(kept, {default["name"]: default}, monkeypatch)
+    assert runs == {"default recipe": default} and trained == []  # the default won: one run, tested once already
+    won = fake_search([0.5, 0.6])
+    default, chosen = stored_record(won, won.study.trials[0].params), stored_record(won, won.chosen())
+    runs, trained = stored_final_runs(won, {default["name"]: default, chosen["name"]: chosen}, monkeypatch)
+    assert runs == {"default recipe": default, "chosen setting": chosen} and trained == []  # executing again re-tests nothing
+    other = stored_record(won, won.chosen(), epochs=won.sizes.epochs + 1)
+    runs, trained = stored_final_runs(won, {default["name"]: default, chosen["name"]: other}, monkeypatch)
+    assert trained == [chosen["name"]] and runs["chosen setting"]["fresh"] and runs["default recipe"] is default
