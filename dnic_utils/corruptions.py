@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 import torchvision.transforms.v2.functional as F
+from scipy.stats import binomtest
 
 from .checkpoint import Trained, load_trained
 from .data import load_raw
@@ -24,6 +25,11 @@ NOISE_SEED = 0  # Gaussian noise is drawn from this seed, so every model sees th
 # Test images per profile (a seeded subset, the same for every model). Each model is evaluated 16 times: on a 2-core CPU the
 # budget default still takes minutes over every architecture (a GPU, seconds); the notebook's corruption_images overrides it
 IMAGES = {"smoke": 16, "quick": 32, "budget": 200, "full": 2000}
+ALPHA = 0.05  # a model ranks by robustness only if a one-sided binomial test puts its clean accuracy above chance at this level
+COLUMNS = ["model", "images", "classes", "corruption", "severity", "accuracy", "relative drop"]
+CLEAN = "clean accuracy, single pass (%)"
+MEAN_DROP = "mean relative drop (%)"
+UNRANKED = " (not above chance, unranked)"  # appended to the name of a model the drop table does not rank
 
 
 def _noise(images: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -87,7 +93,7 @@ def severity_table() -> pd.DataFrame:
 
 @torch.inference_mode()
 def accuracy(trained: Trained, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> float:
-    """Top-1 accuracy of a trained model on uint8 images, in batches."""
+    """Top-1 accuracy of a trained model on uint8 images, in batches, one pass per image (no test-time augmentation)."""
     device = next(trained.model.parameters()).device
     hits = 0
     for start in range(0, len(images), batch_size):
@@ -97,7 +103,7 @@ def accuracy(trained: Trained, images: torch.Tensor, labels: torch.Tensor, batch
 
 
 def evaluate(trained: Trained, images: torch.Tensor, labels: torch.Tensor) -> pd.DataFrame:
-    """Accuracy on the clean images and under every corruption and severity, with the drop relative to clean accuracy."""
+    """Single-pass accuracy on the clean images and under every corruption and severity, with the drop relative to clean accuracy."""
     clean = accuracy(trained, images, labels)
     rows = [{"corruption": "none", "severity": 0, "accuracy": clean}]
     for name in CORRUPTIONS:
@@ -130,11 +136,15 @@ def load_models(runs: dict[str, str], profile: str, load: Callable[[str, str], T
     return models, skipped
 
 
+def labelled(table: pd.DataFrame, title: str, trained: Trained, images: torch.Tensor) -> pd.DataFrame:
+    """A model's evaluate() table with its title, the number of images and the model's number of classes, in COLUMNS."""
+    return table.assign(model=title, images=len(images), classes=len(trained.meta["classes"]))[COLUMNS]
+
+
 def robustness(models: dict[str, Trained], images: torch.Tensor, labels: torch.Tensor) -> pd.DataFrame:
-    """Per model, accuracy on the clean images and under every corruption and severity, with the relative drop."""
-    columns = ["model", "corruption", "severity", "accuracy", "relative drop"]
-    tables = [evaluate(trained, images, labels).assign(model=title) for title, trained in models.items()]
-    return pd.concat(tables, ignore_index=True)[columns] if tables else pd.DataFrame(columns=columns)
+    """Per model, single-pass accuracy on the clean images and under every corruption and severity, with the relative drop."""
+    tables = [labelled(evaluate(trained, images, labels), title, trained, images) for title, trained in models.items()]
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=COLUMNS)
 
 
 def cached_evaluate(run: str, trained: Trained, profile: str, images: torch.Tensor, labels: torch.Tensor, data: dict) -> pd.DataFrame:
@@ -153,29 +163,63 @@ def cached_evaluate(run: str, trained: Trained, profile: str, images: torch.Tens
     return table
 
 
-def study(runs: dict[str, str], profile: str, dataset: str, count: int, data_dir: str | None = None) -> tuple[pd.DataFrame, list[str], str]:
-    """The robustness study: the models whose checkpoint is here, on a seeded subset of the test set; the results, the skips, a note."""
+def study(runs: dict[str, str], profile: str, dataset: str, count: int | None, data_dir: str | None = None) -> tuple[pd.DataFrame, list[str], str]:
+    """The robustness study: the models whose checkpoint is here (profile: the compared runs'), on a seeded subset of the test set of
+    `count` images (None: IMAGES[profile]); the results, the skips, a note."""
     models, skipped = load_models(runs, profile)
     if not models:
         return robustness({}, torch.empty(0), torch.empty(0)), skipped, (
             f"No checkpoint of profile `{profile}` is here for any of the {len(runs)} models (checkpoints are not in the repository, so a "
             "fresh clone has none): the robustness study is skipped. Running the model notebooks first makes them.")
     raw = load_raw(dataset, data_dir)
-    images, labels = subset(raw.test_x, raw.test_y, count)
+    images, labels = subset(raw.test_x, raw.test_y, IMAGES[profile] if count is None else count)
     data = {"dataset": dataset, **raw.source}
-    columns = ["model", "corruption", "severity", "accuracy", "relative drop"]
-    results = pd.concat([cached_evaluate(runs[title], trained, profile, images, labels, data).assign(model=title)
-                         for title, trained in models.items()], ignore_index=True)[columns]
+    results = pd.concat([labelled(cached_evaluate(runs[title], trained, profile, images, labels, data), title, trained, images)
+                         for title, trained in models.items()], ignore_index=True)
     note = (f"{len(models)} of {len(runs)} models, each from its checkpoint (profile `{profile}`), on the same {len(images):,} test images "
             f"(a seeded random subset of {len(raw.test_y):,}) under {len(CORRUPTIONS)} corruptions at {len(SEVERITIES)} severities. Each "
-            f"model's results are kept in results/{profile}/robustness-<run>.json and reused while its checkpoint is unchanged.")
+            f"model's results are kept in results/{profile}/robustness-<run>.json and reused while its checkpoint is unchanged. "
+            "Every accuracy here is single pass, one view per image: a recipe's test-time augmentation is not applied, so the clean "
+            "accuracy can differ from the leaderboard's, which averages several views for recipes with test-time augmentation. "
+            + ranking_note(results))
     return results, skipped, note
 
 
+def above_chance(accuracy: float, images: int, classes: int) -> bool:
+    """Whether an accuracy on `images` images is significantly above chance (one-sided binomial test against 1/classes at ALPHA)."""
+    return bool(binomtest(round(accuracy * images), images, 1 / classes, alternative="greater").pvalue < ALPHA)
+
+
+def clean_rows(results: pd.DataFrame) -> pd.DataFrame:
+    """The results on the clean images, one row per model, indexed by model."""
+    return results[results["corruption"] == "none"].set_index("model")
+
+
+def ranked(results: pd.DataFrame) -> pd.Series:
+    """Per model, whether its clean accuracy is significantly above chance: only then does its relative drop rank its robustness."""
+    return pd.Series({model: above_chance(row["accuracy"], int(row["images"]), int(row["classes"]))
+                      for model, row in clean_rows(results).iterrows()}, dtype=bool)
+
+
+def ranking_note(results: pd.DataFrame) -> str:
+    """The rule of the robustness ranking, on how many images, and the models it leaves out with their clean accuracy."""
+    above, first, clean = ranked(results), results.iloc[0], clean_rows(results)["accuracy"]
+    rule = (f"The drop table ranks robustness by the mean relative drop only among models whose clean single-pass accuracy is significantly "
+            f"above chance (one-sided binomial test against 1/{int(first['classes'])}, α = {ALPHA:g}, on the {int(first['images']):,} "
+            "images): a model near chance has no accuracy to lose, so its small drop says nothing about robustness.")
+    left_out = [f"{model} ({clean[model]:.1%} clean)" for model in above.index[~above]]
+    return rule + (f" Not ranked, and marked{UNRANKED} in the table: {', '.join(left_out)}." if left_out else
+                   f" All {len(above)} models qualify.")
+
+
 def drop_table(results: pd.DataFrame) -> pd.DataFrame:
-    """Per model: clean accuracy (%), the mean relative drop (%) per corruption over its severities, and over all 15 conditions."""
-    corrupted = results[results["corruption"] != "none"]
+    """Per model: test images, clean single-pass accuracy (%), the mean relative drop (%) per corruption over its severities and over
+    all 15 conditions; ranked by that mean among models above chance, the others after them, marked UNRANKED."""
+    corrupted, clean = results[results["corruption"] != "none"], clean_rows(results)
     table = corrupted.groupby(["model", "corruption"])["relative drop"].mean().unstack().reindex(columns=list(CORRUPTIONS)) * 100
-    table.insert(0, "clean accuracy (%)", results[results["corruption"] == "none"].set_index("model")["accuracy"] * 100)
-    table["mean relative drop (%)"] = corrupted.groupby("model")["relative drop"].mean() * 100
-    return table.sort_values("mean relative drop (%)").round(1)
+    table.insert(0, CLEAN, clean["accuracy"] * 100)
+    table.insert(0, "test images", clean["images"].astype(int))
+    table[MEAN_DROP] = corrupted.groupby("model")["relative drop"].mean() * 100
+    above = ranked(results)
+    unranked = table.loc[above.index[~above]].sort_values(MEAN_DROP).rename(index=lambda model: model + UNRANKED)
+    return pd.concat([table.loc[above.index[above]].sort_values(MEAN_DROP), unranked]).round(1)

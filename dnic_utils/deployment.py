@@ -28,11 +28,12 @@ PYTORCH, ONNXRUNTIME = "PyTorch eager", "onnxruntime"
 
 
 def candidates(dataset: str, profile: str, max_size_mb: float) -> list[dict]:
-    """Training records of the dataset in this profile (default parameters, at most max_size_mb) whose checkpoint is here, best test accuracy first."""
+    """Training records of the dataset in this profile (default parameters, at most max_size_mb) whose checkpoint is here, best validation
+    accuracy first: the test split only reports the chosen model."""
     records = [r for r in load_records() if r["kind"] == "train" and r["profile"] == profile and r["config"]["dataset"] == dataset
                and not r["config"].get("variant") and r["metrics"]["size_mb"] <= max_size_mb
                and (checkpoint_dir(profile, r["name"]) / "best.pt").is_file()]
-    return sorted(records, key=lambda r: -r["metrics"]["test_acc"])
+    return sorted(records, key=lambda r: -r["metrics"]["best_val_acc"])
 
 
 def median_ms(step: Callable[[], object], repeats: int) -> float:
@@ -133,6 +134,12 @@ def latency_summary(timings: pd.DataFrame) -> str:
             + "; ".join(parts) + ". Small batches show the fixed cost per call, large ones the arithmetic.")
 
 
+def export_val_acc(card: dict) -> float:
+    """The validation accuracy of an export's run, from its card (-1 where the card has none: exported without a record)."""
+    val = (card.get("source") or {}).get("val_acc")
+    return -1.0 if val is None else val
+
+
 def prepare(dataset: str, profile: str, max_size_mb: float, data_dir: str | None) -> Deployment:
     """Export the best model of the dataset whose checkpoint is here (this profile, at most max_size_mb), else use the best committed export."""
     title = dataset_info(dataset).title
@@ -141,7 +148,8 @@ def prepare(dataset: str, profile: str, max_size_mb: float, data_dir: str | None
     if found:
         best = found[0]
         card = export_run(best["name"], profile, data_dir=data_dir)
-        reason = (f"The best {title} model of profile `{profile}` with a checkpoint here and at most {max_size_mb:g} MB of weights is "
+        reason = (f"The {title} model of profile `{profile}` with a checkpoint here, at most {max_size_mb:g} MB of weights and the best "
+                  f"validation accuracy ({best['metrics']['best_val_acc']:.2%}; chosen on validation, not test) is "
                   f"**{card['title']}** ({best['metrics']['test_acc']:.2%} test accuracy in its record, test-time augmentation "
                   f"{best['config'].get('tta') or 'off'}; {card['test_acc']:.2%} for the exported graph, one pass per image; {len(found)} candidate(s)). "
                   f"It was exported now to `results/{profile}/models/{card['onnx_file']}` ({card['size_mb']:.2f} MB), "
@@ -152,10 +160,12 @@ def prepare(dataset: str, profile: str, max_size_mb: float, data_dir: str | None
         raise DnicError(f"No {title} model to deploy: no checkpoint of profile {profile!r} (at most {max_size_mb:g} MB) and no exported model.",
                         f"run a {title} model notebook in this profile first, or export one: python -m dnic_utils.export RUN.")
     top = [c for c in exports if c["profile"] == exports[0]["profile"]]  # find_cards lists the highest profile first
-    card = max(top, key=lambda c: c["test_acc"])
+    card = max(top, key=export_val_acc)
+    chosen = (f"the best validation accuracy of its run ({export_val_acc(card):.2%}; chosen on validation, not test)" if export_val_acc(card) >= 0
+              else "no validation accuracy on its card (exported without a run record)")
     reason = (f"No {title} checkpoint of profile `{profile}` is here (checkpoints are not in the repository, so a fresh clone has none): "
-              f"the committed export **{card['title']}** (`results/{card['profile']}/models/{card['onnx_file']}`, profile `{card['profile']}`, "
-              f"{card['test_acc']:.2%} test accuracy, one pass per image) is used. Its parity with PyTorch is the check made when it was exported, "
+              f"the committed export with {chosen}, **{card['title']}** (`results/{card['profile']}/models/{card['onnx_file']}`, profile "
+              f"`{card['profile']}`, {card['test_acc']:.2%} test accuracy, one pass per image), is used. Its parity with PyTorch is the check made when it was exported, "
               "and the latency comparison below has no PyTorch side.")
     return Deployment(load_model(card["path"], threads), None, reason)
 

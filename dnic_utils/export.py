@@ -138,6 +138,7 @@ def export_run(run: str, profile: str | None = None, out: Path | None = None, da
               "epoch": meta["epoch"], "tta": cfg.get("tta", "flip" if cfg.get("flip_tta") else "off")}
     # the card's accuracy is the exported graph's own (one pass per image); the record's may average test-time views (source.tta)
     source["test_acc"] = record["metrics"]["test_acc"]
+    source["val_acc"] = record["metrics"].get("best_val_acc")  # what a deployment chooses by: never the test accuracy
     card = model_card(trained, onnx, source=source, test_acc=check["onnx_test_acc"], parity=check)
     path = write_export(out or results_dir(meta["profile"]) / "models", onnx, card)
     return {**card, "path": str(path)}

@@ -25,14 +25,17 @@ def untrained_card(factory: pytest.TempPathFactory, dataset: str, arch: str = "l
     return _MADE[arch, dataset]
 
 
-def install(card_path: Path, results: Path, profile: str, name: str, test_acc: float | None = 0.5) -> Path:
-    """A copy of an exported model under results/<profile>/models/ with another name, profile, test accuracy and a parity entry."""
+def install(card_path: Path, results: Path, profile: str, name: str, test_acc: float | None = 0.5, val_acc: float | None = None) -> Path:
+    """A copy of an exported model under results/<profile>/models/ with another name, profile, test accuracy and a parity entry
+    (and its run's validation accuracy where given)."""
     card = json.loads(card_path.read_text())
     folder = results / profile / "models"
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy2(card_path.parent / card["onnx_file"], folder / f"{name}.onnx")
     parity = {"images": 100, "same_argmax": 100, "max_abs_diff": 1e-7, "tolerance": 1e-3, "onnx_test_acc": test_acc}
     card.update(name=name, profile=profile, onnx_file=f"{name}.onnx", test_acc=test_acc, parity=parity)
+    if val_acc is not None:
+        card["source"] = {**(card.get("source") or {}), "val_acc": val_acc}
     path = folder / f"{name}.json"
     path.write_text(json.dumps(card))
     return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import torch
 
@@ -86,9 +87,43 @@ def test_robustness_skips_missing_checkpoints_with_a_message(images: torch.Tenso
     assert list(models) == ["LeNet-5"]
     assert len(skipped) == 1 and skipped[0].startswith("VGG16: skipped, No trained model of run 'cifar10-vgg16'")
     results = corruptions.robustness(models, images, labels)
+    assert set(results["images"]) == {8} and set(results["classes"]) == {10}
     table = corruptions.drop_table(results)
-    assert list(table.index) == ["LeNet-5"] and table.loc["LeNet-5", "clean accuracy (%)"] == 100.0
-    assert list(table.columns) == ["clean accuracy (%)", *corruptions.CORRUPTIONS, "mean relative drop (%)"]
+    assert list(table.index) == ["LeNet-5"] and table.loc["LeNet-5", corruptions.CLEAN] == 100.0  # 8 of 8: above chance
+    assert list(table.columns) == ["test images", corruptions.CLEAN, *corruptions.CORRUPTIONS, corruptions.MEAN_DROP]
+    assert table.loc["LeNet-5", "test images"] == 8
+
+
+def results_of(clean: dict[str, float], drop: dict[str, float], images: int = 200) -> pd.DataFrame:
+    """Study results of 10-class models on `images` images: each model's clean accuracy and one relative drop under every corruption."""
+    rows = []
+    for model, acc in clean.items():
+        rows.append({"model": model, "images": images, "classes": 10, "corruption": "none", "severity": 0, "accuracy": acc, "relative drop": 0.0})
+        rows += [{"model": model, "images": images, "classes": 10, "corruption": c, "severity": s, "accuracy": acc * (1 - drop[model]),
+                  "relative drop": drop[model]} for c in corruptions.CORRUPTIONS for s in corruptions.SEVERITIES]
+    return pd.DataFrame(rows, columns=corruptions.COLUMNS)
+
+
+def test_above_chance_is_a_one_sided_binomial_test_on_the_images_used() -> None:
+    assert not corruptions.above_chance(0.062, 200, 10) and not corruptions.above_chance(0.10, 200, 10)  # at or below chance
+    assert not corruptions.above_chance(0.135, 200, 10) and corruptions.above_chance(0.14, 200, 10)  # 27 of 200: p 0.067; 28: p 0.043
+    assert not corruptions.above_chance(0.15, 40, 10) and corruptions.above_chance(0.15, 2000, 10)  # the same accuracy, fewer or more images
+
+
+def test_a_model_not_above_chance_is_marked_and_ranked_after_the_others() -> None:
+    """A model at 6.2% on 10 classes loses nothing under corruption: it must not rank as the most robust."""
+    results = results_of({"ResNet18": 0.80, "FastNet": 0.062, "VGG16": 0.70}, {"ResNet18": 0.30, "FastNet": 0.0, "VGG16": 0.20})
+    table = corruptions.drop_table(results)
+    assert list(table.index) == ["VGG16", "ResNet18", f"FastNet{corruptions.UNRANKED}"]
+    assert list(table[corruptions.MEAN_DROP]) == [20.0, 30.0, 0.0] and list(table[corruptions.CLEAN]) == [70.0, 80.0, 6.2]
+    assert (table["test images"] == 200).all()
+
+
+def test_the_ranking_note_gives_the_rule_the_images_and_the_models_left_out() -> None:
+    note = corruptions.ranking_note(results_of({"ResNet18": 0.80, "FastNet": 0.062}, {"ResNet18": 0.30, "FastNet": 0.0}))
+    assert "significantly above chance (one-sided binomial test against 1/10, α = 0.05, on the 200 images)" in note
+    assert note.endswith(f"marked{corruptions.UNRANKED} in the table: FastNet (6.2% clean).")
+    assert corruptions.ranking_note(results_of({"ResNet18": 0.80}, {"ResNet18": 0.30})).endswith("All 1 models qualify.")
 
 
 def test_the_study_of_a_fresh_clone_says_so_and_skips(project_dir) -> None:
@@ -113,7 +148,15 @@ def test_the_study_evaluates_a_saved_checkpoint_on_a_subset_of_the_test_set(proj
     save_trained(checkpoint_dir("smoke", "cifar10-lenet5") / "best.pt", trained.model.state_dict(), trained.meta)
     results, skipped, note = corruptions.study({"LeNet-5": "cifar10-lenet5", "VGG16": "cifar10-vgg16"}, "smoke", "cifar10", 8, str(fixture_data))
     assert set(results["model"]) == {"LeNet-5"} and len(results) == 16 and len(skipped) == 1
-    assert note.startswith("1 of 2 models") and "the same 8 test images" in note
+    assert note.startswith("1 of 2 models") and "the same 8 test images" in note and "Every accuracy here is single pass" in note
+    assert note.endswith(corruptions.ranking_note(results))
+
+
+def test_the_study_defaults_to_the_image_count_of_the_profile_it_is_given(project_dir, fixture_data) -> None:
+    trained = tiny_trained()
+    save_trained(checkpoint_dir("smoke", "cifar10-lenet5") / "best.pt", trained.model.state_dict(), trained.meta)
+    results, _, note = corruptions.study({"LeNet-5": "cifar10-lenet5"}, "smoke", "cifar10", None, str(fixture_data))
+    assert set(results["images"]) == {corruptions.IMAGES["smoke"]} and f"the same {corruptions.IMAGES['smoke']} test images" in note
 
 
 def test_the_study_reuses_its_results_until_the_checkpoint_changes(project_dir, fixture_data, monkeypatch) -> None:

@@ -20,6 +20,7 @@ from dnic_utils.data import load_splits
 from dnic_utils.experiment import run
 from dnic_utils.models import build_model
 from dnic_utils.readme import models_table
+from dnic_utils.settings import checkpoint_dir
 
 
 @pytest.fixture
@@ -46,6 +47,7 @@ def test_export_matches_pytorch_on_the_whole_test_set_and_writes_the_card(traine
                              "values": "0-255, not normalised: the graph normalises"}
     assert card["normalisation"]["mean"] == list(trained_run["data"]["mean"]) and card["normalisation"]["std"] == list(trained_run["data"]["std"])
     assert card["classes"] == [str(i) for i in range(10)] and card["source"]["test_acc"] == trained_run["metrics"]["test_acc"]
+    assert card["source"]["val_acc"] == trained_run["metrics"]["best_val_acc"]  # what a deployment chooses by
     assert card["test_acc"] == p["onnx_test_acc"]  # the exported graph's own accuracy, one pass per image: its record's may average views
     assert card["source"]["tta"] == trained_run["config"]["tta"] == "multiview" and "test-time augmentation multiview" in out
     assert card["source"]["record"] == "results/smoke/mnist-lenet5.json" and card["source"]["git_commit"] == trained_run["git_commit"]
@@ -114,9 +116,12 @@ def test_plan_ends_with_the_deployment_notebook() -> None:
 def test_the_deployment_study_exports_a_checkpoint_or_falls_back_to_a_committed_export(
         project_dir: Path, fixture_data: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(onnx_model, "model_roots", lambda: [project_dir / "results"])
-    install(untrained_card(tmp_path_factory, "cifar10"), project_dir / "results", "quick", "cifar10-resnet9", test_acc=0.61)
+    card = untrained_card(tmp_path_factory, "cifar10")
+    install(card, project_dir / "results", "quick", "cifar10-resnet9", test_acc=0.61, val_acc=0.70)
+    install(card, project_dir / "results", "quick", "cifar10-vgg16", test_acc=0.80, val_acc=0.50)  # better on test: must not matter
     committed = deployment.prepare("cifar10", "smoke", 10.0, str(fixture_data))  # no checkpoint here: the committed export
     assert committed.trained is None and committed.model.name == "cifar10-resnet9" and "committed export" in committed.reason
+    assert "the best validation accuracy of its run (70.00%; chosen on validation, not test)" in committed.reason
     timings = committed.latency((1, 4), repeats=2)
     assert list(timings["engine"]) == ["onnxruntime", "onnxruntime"] and (timings["median ms per batch"] > 0).all()
     assert "PyTorch" not in deployment.latency_summary(timings)
@@ -124,6 +129,7 @@ def test_the_deployment_study_exports_a_checkpoint_or_falls_back_to_a_committed_
     run(make_config("lenet5", "cifar10", profile="smoke"), data_dir=str(fixture_data))
     exported = deployment.prepare("cifar10", "smoke", 10.0, str(fixture_data))
     assert exported.trained is not None and exported.model.name == "cifar10-lenet5" and "exported now" in exported.reason
+    assert "best validation accuracy" in exported.reason and "chosen on validation, not test" in exported.reason
     assert (project_dir / "results" / "smoke" / "models" / "cifar10-lenet5.onnx").is_file()
     assert exported.parity_table().loc["same top class"].iloc[0] == "100 of 100"
     timings = exported.latency((1, 4), repeats=2)
@@ -132,3 +138,17 @@ def test_the_deployment_study_exports_a_checkpoint_or_falls_back_to_a_committed_
     exported.predictions(str(fixture_data), "smoke")
     assert (project_dir / "figures" / "smoke" / "cifar10-lenet5-deployment-predictions.png").is_file()
     assert deployment.prepare("cifar10", "smoke", 0.1, str(fixture_data)).trained is None  # over max_size_mb: not a candidate
+
+
+def test_the_deployment_candidates_are_ranked_by_validation_accuracy_not_test(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """VGG16 wins on test, ResNet9 on validation: the test split must not choose the deployed model."""
+    def record(name: str, val_acc: float, test_acc: float) -> dict:
+        """A training record of CIFAR-10 in the smoke profile, with its checkpoint file here."""
+        (checkpoint_dir("smoke", name) / "best.pt").parent.mkdir(parents=True)
+        (checkpoint_dir("smoke", name) / "best.pt").touch()
+        return {"kind": "train", "name": name, "profile": "smoke", "config": {"dataset": "cifar10"},
+                "metrics": {"size_mb": 1.0, "best_val_acc": val_acc, "test_acc": test_acc}}
+
+    records = [record("cifar10-vgg16", 0.60, 0.70), record("cifar10-resnet9", 0.65, 0.62), record("cifar10-lenet5", 0.50, 0.66)]
+    monkeypatch.setattr(deployment, "load_records", lambda: records)
+    assert [r["name"] for r in deployment.candidates("cifar10", "smoke", 10.0)] == ["cifar10-resnet9", "cifar10-vgg16", "cifar10-lenet5"]
