@@ -53,7 +53,7 @@ def cost_text(table: pd.DataFrame) -> str:
     return "\n\n".join(lines)
 
 
-MISPREDICT_RHO, MISPREDICT_RANKS = 0.9, 2  # below this rank correlation, or a model this many ranks off, FLOPs mispredict latency
+MISPREDICT_RHO, MISPREDICT_RANKS = 0.9, 3  # below this rank correlation, or a model this many ranks off, FLOPs mispredict latency
 
 
 def flops_latency_text(timed: pd.DataFrame) -> str:
