@@ -301,8 +301,9 @@ def importance_text(found: Search, shares: dict[str, float] | None) -> str:
     """The importances in words, or why there are none."""
     done = len(found.completed())
     if shares is None:
-        return (f"{found.title}: {importance_gap(found)}, so none are shown (the pruned trials, cut short, have no final score to fit); "
-                "the slice plots still show every completed trial.")
+        cut = len(found.study.trials) - done
+        why = f" (the {cut} pruned trial(s), cut short, have no final score to fit)" if cut and done < MIN_IMPORTANCE_TRIALS else ""
+        return f"{found.title}: {importance_gap(found)}, so none are shown{why}; the slice plots still show every completed trial."
     ranked = "; ".join(f"{LABELS[k]} {v:.0%}" for k, v in shares.items())
     return (f"{found.title}: fANOVA attributes the variance of validation accuracy over the {done} completed trials to {ranked}. "
             "With this few trials the shares are rough: they say where to look, not how much each parameter matters in general.")

@@ -243,6 +243,7 @@ def test_importances_need_two_completed_trials_per_searched_parameter_and_one_mo
     assert hparams.importances(below) is None
     text = hparams.importance_text(below, None)
     assert "too few completed trials (8 of 10; importances need 9) to estimate importances" in text and "none are shown" in text
+    assert "the 2 pruned trial(s), cut short" in text
     at = fake_search([0.3 + 0.05 * i for i in range(9)], pruned=1)  # the score rises with the learning rate alone
     shares = hparams.importances(at)
     assert shares is not None and set(shares) == set(hparams.SEARCHED) and sum(shares.values()) == pytest.approx(1)
@@ -252,9 +253,10 @@ def test_importances_need_two_completed_trials_per_searched_parameter_and_one_mo
 
 
 def test_equal_scores_give_a_sentence_not_importances() -> None:
-    flat = fake_search([0.5] * 9)
+    flat = fake_search([0.5] * 9, pruned=1)
     assert hparams.importances(flat) is None
-    assert "all 9 completed trials scored the same" in hparams.importance_text(flat, None)
+    text = hparams.importance_text(flat, None)
+    assert "all 9 completed trials scored the same" in text and "pruned" not in text  # the reason is the flat scores, not pruning
 
 
 # --------------------------------------------------------------------------------------------------------------
