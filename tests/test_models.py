@@ -167,15 +167,15 @@ def test_weighted_sum_net_without_batch_norm_keeps_the_signal_scale() -> None:
 
 
 def test_weighted_sum_nets_report_their_branch_weights() -> None:
-    for arch, blocks in (("weightedsumnet", 3), ("weightedsumnet_improved", 3)):
+    for arch, blocks in (("weightedsumnet", 3), ("weightedsumnet_improved", 4)):
         model = build_model(arch, 10, 3, 32).eval()
         assert model.branch_weights() == []
         with torch.no_grad():
             model(torch.randn(2, 3, 32, 32))
         assert [tuple(w.shape) for w in model.branch_weights()] == [(2, 3)] * blocks
     improved = build_model("weightedsumnet_improved", 10, 3, 32)
-    assert [m.out_channels for m in improved.modules() if isinstance(m, torch.nn.Conv2d)] == [3 * 64, 3 * 128, 3 * 256]
-    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in improved.modules()) == 2
+    assert [m.out_channels for m in improved.modules() if isinstance(m, torch.nn.Conv2d)] == [3 * 64, 3 * 128, 3 * 256, 3 * 256]
+    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in improved.modules()) == 3
     assert {m.p for m in improved.modules() if isinstance(m, torch.nn.Dropout)} == {0.1}
 
 
