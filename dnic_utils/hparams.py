@@ -301,7 +301,7 @@ def importance_text(found: Search, shares: dict[str, float] | None) -> str:
     """The importances in words, or why there are none."""
     done = len(found.completed())
     if shares is None:
-        cut = len(found.study.trials) - done
+        cut = found.record["metrics"]["pruned"]
         why = f" (the {cut} pruned trial(s), cut short, have no final score to fit)" if cut and done < MIN_IMPORTANCE_TRIALS else ""
         return f"{found.title}: {importance_gap(found)}, so none are shown{why}; the slice plots still show every completed trial."
     ranked = "; ".join(f"{LABELS[k]} {v:.0%}" for k, v in shares.items())
