@@ -179,6 +179,16 @@ def test_weighted_sum_nets_report_their_branch_weights() -> None:
     assert {m.p for m in improved.modules() if isinstance(m, torch.nn.Dropout)} == {0.1}
 
 
+def test_exporting_a_weighted_sum_net_leaves_its_inspection_attribute_alone() -> None:
+    import warnings
+
+    model = build_model("weightedsumnet", 10, 1, 28).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch.export warns about a tensor attribute assigned while it traces
+        torch.export.export(model, (torch.randn(2, 1, 28, 28),), strict=False)
+    assert model.branch_weights() == []
+
+
 def test_every_registry_text_formats_from_the_model() -> None:
     from dnic_utils.report import architecture
 

@@ -38,7 +38,8 @@ class WeightedSumBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The weighted sum of the K branch outputs."""
         weights = torch.softmax(self.gate(x.mean(dim=(2, 3))), dim=1)  # (N, K)
-        self.last_weights = weights.detach()
+        if not torch.compiler.is_exporting():  # an export traces the graph; the inspection attribute is not part of it
+            self.last_weights = weights.detach()
         out = self.act(self.norm(self.convs(x)))
         n, _, h, w = out.shape
         out = (out.view(n, self.branches, self.out_ch, h, w) * weights.view(n, self.branches, 1, 1, 1).to(out.dtype)).sum(dim=1)
