@@ -23,19 +23,10 @@ from .devices import device_label, wait_pct
 from .errors import DnicError
 from .models import REGISTRY, model_spec
 from .records import scan_records, test_predictions
-from .settings import project_root
+from .settings import result_roots
 
 ALPHA = 0.05  # the family-wise error rate of the pairwise tests of one dataset (Holm)
 LATENCY_LOW = 1  # the batch of the single-image latency column
-
-
-def result_roots() -> list[Path]:
-    """Where records are read: the project's results/, then this checkout's if that is another folder (its committed records)."""
-    roots = [project_root() / "results"]
-    checkout = Path(__file__).resolve().parent.parent
-    if (checkout / "pyproject.toml").is_file() and (checkout / "results").resolve() != roots[0].resolve():
-        roots.append(checkout / "results")
-    return roots
 
 
 def records_of_kind(kind: str, roots: list[Path] | None = None) -> list[dict]:

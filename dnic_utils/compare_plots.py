@@ -11,14 +11,6 @@ from . import plots
 from .compare import COSTS, pareto_front
 
 
-def _saved(fig: plt.Figure, name: str, profile: str) -> plt.Figure:
-    """Save a figure, close it (the notebook displays the returned figure once) and return it."""
-    fig.tight_layout()
-    plots.save(fig, name, profile)
-    plt.close(fig)
-    return fig
-
-
 def costs(table: pd.DataFrame, title: str, name: str, profile: str) -> plt.Figure:
     """Accuracy against parameters, FLOPs, single-image latency and training time, each with its Pareto front drawn and named."""
     plots.set_style()
@@ -37,7 +29,7 @@ def costs(table: pd.DataFrame, title: str, name: str, profile: str) -> plt.Figur
         ax.set_xscale("log")
         ax.set(xlabel=f"{label} (log scale)", ylabel="test accuracy (%)")
     fig.suptitle(title)
-    return _saved(fig, name, profile)
+    return plots.saved(fig, name, profile)
 
 
 def curves(points: pd.DataFrame, title: str, name: str, profile: str) -> plt.Figure:
@@ -51,7 +43,7 @@ def curves(points: pd.DataFrame, title: str, name: str, profile: str) -> plt.Fig
     right.set(xlabel="training time (s)", ylabel="validation accuracy (%)")
     right.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
     fig.suptitle(title)
-    return _saved(fig, name, profile)
+    return plots.saved(fig, name, profile)
 
 
 def pvalues(matrix: pd.DataFrame, title: str, name: str, profile: str, alpha: float) -> plt.Figure:
@@ -63,7 +55,7 @@ def pvalues(matrix: pd.DataFrame, title: str, name: str, profile: str, alpha: fl
     sns.heatmap(shown, annot=matrix.map(lambda p: "" if np.isnan(p) else f"{p:.2g}"), fmt="", cmap="RdBu", center=np.log10(alpha),
                 vmin=-6, vmax=0, cbar_kws={"label": f"log10 Holm-corrected p (red: below {alpha:g})"}, annot_kws={"fontsize": 7}, ax=ax)
     ax.set(xlabel="model", ylabel="model", title=title)
-    return _saved(fig, name, profile)
+    return plots.saved(fig, name, profile)
 
 
 def reliability(diagrams: dict[str, dict[str, np.ndarray]], title: str, name: str, profile: str) -> plt.Figure:
@@ -84,7 +76,7 @@ def reliability(diagrams: dict[str, dict[str, np.ndarray]], title: str, name: st
         ax.set(title=model, xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
         ax.title.set_fontsize(9)
     fig.suptitle(title)
-    return _saved(fig, name, profile)
+    return plots.saved(fig, name, profile)
 
 
 def per_class(f1: pd.DataFrame, title: str, name: str, profile: str) -> plt.Figure:
@@ -94,7 +86,7 @@ def per_class(f1: pd.DataFrame, title: str, name: str, profile: str) -> plt.Figu
     sns.heatmap(f1, annot=True, fmt=".0f", cmap="viridis", vmin=0, vmax=100, cbar_kws={"label": "F1 (%)"}, annot_kws={"fontsize": 7}, ax=ax)
     ax.set(xlabel="class", ylabel="model", title=title)
     ax.tick_params(axis="x", rotation=30)
-    return _saved(fig, name, profile)
+    return plots.saved(fig, name, profile)
 
 
 def seeds(selection_accs: pd.DataFrame, title: str, name: str, profile: str) -> plt.Figure:
@@ -106,7 +98,7 @@ def seeds(selection_accs: pd.DataFrame, title: str, name: str, profile: str) -> 
     sns.pointplot(data=selection_accs.assign(pct=100 * selection_accs["acc"]), x="pct", y="model", order=order, errorbar=None,
                   markers="|", color="black", linestyles="none", ax=ax)
     ax.set(xlabel="test accuracy (%) per seed (bar: mean)", ylabel="model", title=title)
-    return _saved(fig, name, profile)
+    return plots.saved(fig, name, profile)
 
 
 def robustness(drops: pd.DataFrame, title: str, name: str, profile: str) -> plt.Figure:
@@ -115,4 +107,4 @@ def robustness(drops: pd.DataFrame, title: str, name: str, profile: str) -> plt.
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(drops) + 2))
     sns.heatmap(drops, annot=True, fmt=".1f", cmap="Reds", cbar_kws={"label": "relative drop (%)"}, annot_kws={"fontsize": 7}, ax=ax)
     ax.set(xlabel="corruption", ylabel="model", title=title)
-    return _saved(fig, name, profile)
+    return plots.saved(fig, name, profile)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .data.datasets import dataset_info
+from .data import dataset_info
 from .data.subsets import CLASS_SUBSETS
 from .devices import AMP_MODES, checked_device
 from .errors import DnicError

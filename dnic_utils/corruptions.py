@@ -15,6 +15,7 @@ from scipy.stats import binomtest
 
 from .checkpoint import Trained, load_trained
 from .data import load_raw
+from .devices import default_device
 from .errors import DnicError
 from .files import file_sha256
 from .records import make_record, read_record, write_record
@@ -124,7 +125,7 @@ def subset(images: torch.Tensor, labels: torch.Tensor, count: int | None, seed: 
 
 def load_models(runs: dict[str, str], profile: str, load: Callable[[str, str], Trained] = load_trained) -> tuple[dict[str, Trained], list[str]]:
     """The trained models of the runs (title → run name) whose checkpoint is here, and one message per run skipped."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = default_device()
     models, skipped = {}, []
     for title, run in runs.items():
         try:
@@ -148,8 +149,10 @@ def robustness(models: dict[str, Trained], images: torch.Tensor, labels: torch.T
 
 
 def cached_evaluate(run: str, trained: Trained, profile: str, images: torch.Tensor, labels: torch.Tensor, data: dict) -> pd.DataFrame:
-    """evaluate(), kept in the record results/<profile>/robustness-<run>.json and reused while the checkpoint, the images and the
-    corruptions are the same: the study costs minutes on a CPU once per checkpoint, then seconds."""
+    """evaluate(), kept in the record results/<profile>/robustness-<run>.json and reused while its inputs are the same.
+
+    The inputs are the checkpoint, the images and the corruptions: the study costs minutes on a CPU once per checkpoint, then seconds.
+    """
     key = {"run": run, "checkpoint_sha256": file_sha256(checkpoint_dir(profile, run) / "best.pt"), "images": len(images), "subset_seed": 0,
            "noise_seed": NOISE_SEED, "levels": {c.name: list(c.levels) for c in CORRUPTIONS.values()}}
     cached = read_record(profile, f"robustness-{run}")
@@ -164,8 +167,10 @@ def cached_evaluate(run: str, trained: Trained, profile: str, images: torch.Tens
 
 
 def study(runs: dict[str, str], profile: str, dataset: str, count: int | None, data_dir: str | None = None) -> tuple[pd.DataFrame, list[str], str]:
-    """The robustness study: the models whose checkpoint is here (profile: the compared runs'), on a seeded subset of the test set of
-    `count` images (None: IMAGES[profile]); the results, the skips, a note."""
+    """The robustness study of the models whose checkpoint is here: the results, the skips, a note.
+
+    `profile` is the compared runs'; the images are a seeded subset of the test set of `count` images (None: IMAGES[profile]).
+    """
     models, skipped = load_models(runs, profile)
     if not models:
         return robustness({}, torch.empty(0), torch.empty(0)), skipped, (
@@ -213,8 +218,11 @@ def ranking_note(results: pd.DataFrame) -> str:
 
 
 def drop_table(results: pd.DataFrame) -> pd.DataFrame:
-    """Per model: test images, clean single-pass accuracy (%), the mean relative drop (%) per corruption over its severities and over
-    all 15 conditions; ranked by that mean among models above chance, the others after them, marked UNRANKED."""
+    """Per model: test images, clean accuracy and the mean relative drops, ranked by the overall drop.
+
+    Clean single-pass accuracy (%), the mean relative drop (%) per corruption over its severities and over all 15 conditions;
+    ranked by that mean among models above chance, the others after them, marked UNRANKED.
+    """
     corrupted, clean = results[results["corruption"] != "none"], clean_rows(results)
     table = corrupted.groupby(["model", "corruption"])["relative drop"].mean().unstack().reindex(columns=list(CORRUPTIONS)) * 100
     table.insert(0, CLEAN, clean["accuracy"] * 100)

@@ -28,8 +28,10 @@ PYTORCH, ONNXRUNTIME = "PyTorch eager", "onnxruntime"
 
 
 def candidates(dataset: str, profile: str, max_size_mb: float) -> list[dict]:
-    """Training records of the dataset in this profile (default parameters, at most max_size_mb) whose checkpoint is here, best validation
-    accuracy first: the test split only reports the chosen model."""
+    """Training records of the dataset in this profile whose checkpoint is here, best validation accuracy first.
+
+    Only runs at default parameters and of at most max_size_mb count; the test split only reports the chosen model.
+    """
     records = [r for r in load_records() if r["kind"] == "train" and r["profile"] == profile and r["config"]["dataset"] == dataset
                and not r["config"].get("variant") and r["metrics"]["size_mb"] <= max_size_mb
                and (checkpoint_dir(profile, r["name"]) / "best.pt").is_file()]
@@ -100,9 +102,7 @@ class Deployment:
         plots.set_style()
         fig = plots.image_grid(raw.test_x[picks], titles, ncols=min(len(picks), 5),
                                title=f"{self.model.card['title']} on onnxruntime: test images, true → predicted")
-        plots.save(fig, f"{self.model.name}-deployment-predictions", profile)
-        plt.close(fig)  # shown once, by the notebook's display
-        return fig
+        return plots.saved(fig, f"{self.model.name}-deployment-predictions", profile)
 
 
 def latency_figure(timings: pd.DataFrame, profile: str, name: str) -> plt.Figure:
@@ -111,10 +111,7 @@ def latency_figure(timings: pd.DataFrame, profile: str, name: str) -> plt.Figure
     fig, ax = plt.subplots(figsize=(6, 3.2))
     sns.barplot(data=timings, x="batch", y="ms per image", hue="engine", ax=ax)
     ax.set(xlabel="batch size (images)", ylabel="median latency per image (ms)", title="Inference latency on this CPU")
-    fig.tight_layout()
-    plots.save(fig, f"{name}-deployment-latency", profile)
-    plt.close(fig)  # shown once, by the notebook's display
-    return fig
+    return plots.saved(fig, f"{name}-deployment-latency", profile)
 
 
 def latency_summary(timings: pd.DataFrame) -> str:

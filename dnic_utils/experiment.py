@@ -89,8 +89,7 @@ class Experiment:
                                                  title=f"{self.title}: the most confident mistakes (true → predicted)"),
         }
         for kind, fig in figures.items():
-            plots.save(fig, f"{self.name}-{kind}", self.cfg.profile)
-            plt.close(fig)
+            plots.saved(fig, f"{self.name}-{kind}", self.cfg.profile)
         return figures
 
 

@@ -79,8 +79,7 @@ class Study:
             figures[f"data-{info.key}-samples"] = plots.sample_grid(raw.train_x, raw.train_y, info.classes, title=f"{title}: training samples")
             figures[f"data-{info.key}-balance"] = plots.class_balance(self.class_counts(info.key), title=f"{title}: images per class")
         for stem, fig in figures.items():
-            plots.save(fig, stem, profile)
-            plt.close(fig)
+            plots.saved(fig, stem, profile)
         return figures
 
     def write_record(self, profile: str, stats: pd.DataFrame) -> str:

@@ -10,7 +10,6 @@ onnxruntime gives PyTorch's top class on every test image and logits within TOLE
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import hashlib
 import json
 import sys
@@ -28,7 +27,7 @@ from .errors import DnicError
 from .files import atomic_write_bytes
 from .models import build_model, model_spec
 from .onnx_model import CARD_FORMAT, session_from_bytes
-from .records import git_commit, read_record, results_dir
+from .records import git_commit, read_record, results_dir, utc_now
 
 TOLERANCE = 1e-3  # the largest |logit difference| between onnxruntime and PyTorch an export may show (fp32 both)
 PARITY_BATCH = 512
@@ -93,7 +92,7 @@ def model_card(trained: Trained, onnx: bytes, *, source: dict | None, test_acc: 
                          f"resize to {size}×{size} (bilinear, antialiased): dnic_utils.images.decode",
         "onnx_file": f"{name}.onnx", "sha256": hashlib.sha256(onnx).hexdigest(), "size_mb": round(len(onnx) / 1e6, 3),
         "source": source, "test_acc": test_acc, "parity": parity,
-        "exported": {"created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "git_commit": git_commit(),
+        "exported": {"created": utc_now(), "git_commit": git_commit(),
                      "exporter": "torch.onnx.export(dynamo=True)", "torch": torch.__version__},
     }
 

@@ -45,10 +45,11 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def file_sha256(path: Path) -> str:
-    """The SHA-256 of a file, read in chunks."""
+def file_sha256(*paths: Path) -> str:
+    """The SHA-256 of a file's bytes (of several files', in the given order), read in chunks."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
+    for path in paths:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
     return digest.hexdigest()

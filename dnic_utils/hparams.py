@@ -17,12 +17,13 @@ import optuna
 import pandas as pd
 import seaborn as sns
 
+from . import stats
 from .config import PROFILES, RunConfig, make_config, recipe_fields
 from .data import Splits, load_splits
+from .errors import DnicError
 from .experiment import model_for_run, run
 from .models import model_spec
 from .records import make_record, read_record, test_predictions, write_record
-from .stats import mcnemar
 from .train import fit, seed_everything
 
 
@@ -84,8 +85,10 @@ def default_params(arch: str, dataset: str, profile: str) -> dict:
 
 
 def trial_config(arch: str, dataset: str, profile: str, sizes: StudySizes, params: dict) -> RunConfig:
-    """A trial's run configuration (and a final run's, with the profile's test set): the study's sizes, no early stopping (the
-    pruner stops trials), the setting's parameters."""
+    """A trial's run configuration (and a final run's, with the profile's test set).
+
+    It has the study's sizes, no early stopping (the pruner stops trials) and the setting's parameters.
+    """
     return make_config(arch, dataset, profile, train_size=sizes.train_size, val_size=sizes.val_size, epochs=sizes.epochs,
                        patience=sizes.epochs, seed=SEED, **params)
 
@@ -388,8 +391,9 @@ def test_text(found: Search, runs: dict[str, dict], alpha: float = 0.05) -> str:
     chosen = runs["chosen setting"]
     a, b = test_predictions(chosen), test_predictions(default)
     if not np.array_equal(a["y_true"], b["y_true"]):
-        raise ValueError(f"records {chosen['name']!r} and {default['name']!r} were tested on different images: McNemar's test needs the same")
-    test = mcnemar(a["y_pred"] == a["y_true"], b["y_pred"] == b["y_true"])
+        raise DnicError(f"Records {chosen['name']!r} and {default['name']!r} were tested on different images: McNemar's test needs the same ones.",
+                        "re-run both final runs of the study in one profile and on one data source (notebook 45, or hparams.final_runs).")
+    test = stats.mcnemar(a["y_pred"] == a["y_true"], b["y_pred"] == b["y_true"])
     chosen_acc = 100 * chosen["metrics"]["test_acc"]
     facts = (f"{title}: on the same {n:,} test images, each run evaluated once, the chosen setting scores {chosen_acc:.2f}% and the default "
              f"recipe {acc:.2f}% ({chosen_acc - acc:+.2f} points). The chosen setting alone is right on {test.only_a:,} images and the "

@@ -13,7 +13,7 @@ from torch import nn
 from .devices import autocast, synchronize
 
 
-def classification_metrics(y_true, y_pred, classes: tuple[str, ...]) -> dict:
+def classification_metrics(y_true: torch.Tensor | np.ndarray, y_pred: torch.Tensor | np.ndarray, classes: tuple[str, ...]) -> dict:
     """Accuracy, macro precision/recall/F1 and the confusion matrix."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     labels = list(range(len(classes)))
@@ -27,7 +27,7 @@ def classification_metrics(y_true, y_pred, classes: tuple[str, ...]) -> dict:
     }
 
 
-def per_class_report(y_true, y_pred, classes: tuple[str, ...]) -> pd.DataFrame:
+def per_class_report(y_true: torch.Tensor | np.ndarray, y_pred: torch.Tensor | np.ndarray, classes: tuple[str, ...]) -> pd.DataFrame:
     """Precision, recall, F1 and support for every class, as a table."""
     report = classification_report(
         np.asarray(y_true), np.asarray(y_pred), labels=list(range(len(classes))), target_names=list(classes), output_dict=True, zero_division=0

@@ -19,21 +19,12 @@ import numpy as np
 from .config import PROFILES
 from .errors import DnicError
 from .images import decode
-from .settings import project_root
+from .settings import result_roots
 
 CARD_FORMAT = "dnic-onnx/1"
 CARD_KEYS = ("format", "name", "title", "arch", "dataset", "profile", "classes", "input", "output", "normalisation", "onnx_file", "sha256", "size_mb",
              "source", "test_acc", "parity", "exported")
 DEFAULT_DATASET = "cifar10"  # the model predict and serve use when none is named
-
-
-def model_roots() -> list[Path]:
-    """Where exported models are looked for: the project's results/, then this checkout's if that is another folder (its committed models)."""
-    roots = [project_root() / "results"]
-    checkout = Path(__file__).resolve().parent.parent
-    if (checkout / "pyproject.toml").is_file() and (checkout / "results").resolve() != roots[0].resolve():
-        roots.append(checkout / "results")
-    return roots
 
 
 def read_card(path: str | os.PathLike) -> dict:
@@ -55,7 +46,7 @@ def read_card(path: str | os.PathLike) -> dict:
 def find_cards(roots: list[Path] | None = None) -> list[dict]:
     """Every model card under <root>/<profile>/models/, root by root, the highest profile first; a card that cannot be read is named in a warning."""
     cards, seen = [], set()
-    for root in model_roots() if roots is None else roots:
+    for root in result_roots() if roots is None else roots:
         paths = [p for p in root.glob("*/models/*.json") if p.parent.parent.name in PROFILES]
         for path in sorted(paths, key=lambda p: (-PROFILES[p.parent.parent.name].rank, p.name)):
             try:

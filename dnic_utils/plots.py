@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 import torch
+from matplotlib.layout_engine import ConstrainedLayoutEngine
 
 from .files import atomic_write_bytes
 from .settings import project_root
@@ -27,6 +28,15 @@ def save(fig: plt.Figure, name: str, profile: str) -> Path:
     path = project_root() / "figures" / profile / f"{name}.png"
     atomic_write_bytes(path, buf.getvalue())
     return path
+
+
+def saved(fig: plt.Figure, name: str, profile: str) -> plt.Figure:
+    """Lay a figure out (unless it lays itself out), save it, close it (the notebook displays the returned figure once) and return it."""
+    if not isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine):
+        fig.tight_layout()
+    save(fig, name, profile)
+    plt.close(fig)
+    return fig
 
 
 def _to_hwc(img: torch.Tensor) -> np.ndarray:

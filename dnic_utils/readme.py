@@ -12,6 +12,7 @@ import pandas as pd
 from .config import PROFILES, Profile, tta_views, views_label
 from .data import DATASETS
 from .devices import device_label, wait_pct
+from .errors import DnicError
 from .files import atomic_write_bytes
 from .models import REGISTRY, model_cost, model_spec
 
@@ -226,7 +227,9 @@ def update_readme(readme: Path, sections: dict[str, str]) -> bool:
         start, end = f"<!-- dnic:{name}:start -->", f"<!-- dnic:{name}:end -->"
         pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
         if not pattern.search(new):
-            raise ValueError(f"{readme} lacks the markers {start} … {end}")
+            raise DnicError(f"{readme} lacks the markers {start} … {end} around its generated '{name}' table.",
+                            f"restore the two marker lines (git checkout {readme.name} restores the committed README), then run "
+                            "python -m dnic_utils.runner --tables-only.")
         new = pattern.sub(lambda _: f"{start}\n{content}{end}", new)
     if new != text:
         atomic_write_bytes(readme, new.encode())

@@ -18,7 +18,7 @@ import torch
 from .config import PROFILES
 from .devices import device_info
 from .files import atomic_write_bytes
-from .settings import project_root
+from .settings import checkout, project_root
 
 TRAIN_METRICS = ("test_loss", "test_acc", "macro_precision", "macro_recall", "macro_f1", "confusion", "train_loss", "train_acc",
                  "train_time_s", "images_per_s", "params", "trainable_params", "size_mb", "flops")
@@ -34,8 +34,7 @@ def git_commit(root: Path | None = None) -> str | None:
 
     Outside a git checkout (a copy of the tree on a remote GPU machine) it is DNIC_GIT_COMMIT, else None.
     """
-    checkout = Path(__file__).resolve().parent.parent
-    root = root or (checkout if (checkout / ".git").exists() else project_root())
+    root = root or (checkout() if (checkout() / ".git").exists() else project_root())
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS],

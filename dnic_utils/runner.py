@@ -108,8 +108,10 @@ def own_time(record: dict) -> float:
 
 
 def seed_runs(items: list[Planned], profile: str, seeds: tuple[int, ...] | None) -> list[tuple[Planned, int]]:
-    """The (model notebook, seed) runs to add: every selected model for explicit --seeds; by default, in the published profile only,
-    the models whose default-seed run took at most SEED_MINUTES there (less any wait for a core), and ResNet18 and VGG16 on CIFAR-10. Seed 0 is the notebook's own.
+    """The (model notebook, seed) runs to add; seed 0 is the notebook's own.
+
+    With explicit --seeds, every selected model. By default, in the published profile only, the models whose default-seed run took
+    at most SEED_MINUTES there (less any wait for a core), and ResNet18 and VGG16 on CIFAR-10.
     """
     models = [i for i in items if i.source == TEMPLATE]
     if seeds is None:
@@ -327,7 +329,11 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         items = items[names.index(args.start_at):]
     if args.tables_only:
-        regenerate_readme(root)
+        try:
+            regenerate_readme(root)
+        except DnicError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         print("README tables regenerated from the records under results/")
         return 0
     if args.list or not items:
@@ -391,7 +397,11 @@ def main(argv: list[str] | None = None) -> int:
                 break
     summary = f"{len(timings)} ok, {len(failures)} failed, {time.perf_counter() - start:.0f} s in all"
     if timings:
-        regenerate_readme(root)
+        try:
+            regenerate_readme(root)
+        except DnicError as err:  # the notebooks and records written stay; only the tables wait
+            print(f"error: {err}", file=sys.stderr)
+            return 1
         for line in replaced_rows(shown, load_records()):
             print(line, flush=True)
         print(f"README tables regenerated; {summary}", flush=True)

@@ -28,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from .cli import refuse
+from .cli import positive_int, refuse
 from .errors import DnicError
 from .images import CorruptImage, EmptyImage, ImageTooLarge, NotAnImage
 from .onnx_model import OnnxModel, card_summary, find_cards, load_model, top_classes
@@ -152,15 +152,17 @@ def main(argv: list[str] | None = None) -> int:
     """Serve a model until stopped; a model that cannot be loaded prints one 'error: …' line and returns 2."""
     parser = argparse.ArgumentParser(prog="python -m dnic_utils.serve", description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="a model name such as cifar10-lenet5, or an .onnx path (default: the CIFAR-10 model, else the first found)")
-    parser.add_argument("--port", type=int, default=8000, help="default: %(default)s")
+    parser.add_argument("--port", type=positive_int, default=8000, help="1…65535 (default: %(default)s)")
     parser.add_argument("--host", default="127.0.0.1", help="default: %(default)s (this machine only; 0.0.0.0 for every interface)")
     parser.add_argument("--max-upload-mb", type=float, default=MAX_UPLOAD_BYTES / 2**20, help="largest upload accepted (default: %(default)g)")
-    parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads per request (default: %(default)s: concurrent requests "
+    parser.add_argument("--threads", type=positive_int, default=1, help="onnxruntime threads per request (default: %(default)s: concurrent requests "
                                                                "run side by side in the thread pool instead, which serves more of them on a CPU)")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"], help="default: %(default)s")
     args = parser.parse_args(argv)
-    if not 0 < args.port < 65536 or args.max_upload_mb <= 0 or args.threads < 1:
-        parser.error("--port must be in 1…65535, --max-upload-mb above 0 and --threads at least 1")
+    if args.port > 65535:
+        parser.error(f"--port {args.port} is above 65535, the highest TCP port: give one in 1…65535")
+    if not args.max_upload_mb > 0:
+        parser.error(f"--max-upload-mb {args.max_upload_mb:g} is not above 0: give the largest upload to accept, in MB (e.g. 8)")
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # images.MAX_PIXELS, lower than PIL's limit, is checked instead
     try:
         model = load_model(args.model, args.threads)

@@ -6,14 +6,26 @@ import os
 from pathlib import Path
 
 
+def checkout() -> Path:
+    """The folder above this package: the source checkout when it holds pyproject.toml (not so for an installed package)."""
+    return Path(__file__).resolve().parent.parent
+
+
 def project_root() -> Path:
     """The folder that holds results/, figures/ and notebooks/: DNIC_PROJECT_DIR, else this checkout, else the cwd.
 
     The cwd fallback is for an installed (non-editable) package, as on Colab, where the notebook's folder is used.
     """
     env = os.environ.get("DNIC_PROJECT_DIR")
-    checkout = Path(__file__).resolve().parent.parent
-    return Path(env) if env else checkout if (checkout / "pyproject.toml").is_file() else Path.cwd()
+    return Path(env) if env else checkout() if (checkout() / "pyproject.toml").is_file() else Path.cwd()
+
+
+def result_roots() -> list[Path]:
+    """Where records and exported models are read: the project's results/, then this checkout's if that is another folder (its committed ones)."""
+    roots = [project_root() / "results"]
+    if (checkout() / "pyproject.toml").is_file() and (checkout() / "results").resolve() != roots[0].resolve():
+        roots.append(checkout() / "results")
+    return roots
 
 
 def cache_dir() -> Path:

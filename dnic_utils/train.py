@@ -40,9 +40,11 @@ def copied_params(model: nn.Module, cfg: RunConfig) -> set[int]:
 
 
 def make_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
-    """SGD with Nesterov momentum or AdamW over the trainable parameters; biases and norm parameters get the learning rate
-    × cfg.bias_lr and no weight decay (with cfg.bias_decay, the weights' decay per step), stages copied by a transfer run
-    × cfg.copied_lr on top."""
+    """SGD with Nesterov momentum or AdamW over the trainable parameters, in groups with their own rates.
+
+    Biases and norm parameters get the learning rate × cfg.bias_lr and no weight decay (with cfg.bias_decay, the weights' decay
+    per step); stages copied by a transfer run get × cfg.copied_lr on top.
+    """
     copied = copied_params(model, cfg) if cfg.copied_lr != 1 else set()
     trainable = [p for p in model.parameters() if p.requires_grad]
     parts = [(1.0, [p for p in trainable if id(p) not in copied])]
@@ -73,8 +75,10 @@ def lookahead_keep(step: int, total: int) -> float:
 
 
 def add_lookahead(optimizer: torch.optim.Optimizer, total_steps: int) -> None:
-    """Lookahead (Zhang et al. 2019) on airbench's schedule, synced every LOOKAHEAD_STEPS steps. The slow weights live in
-    the optimizer's state and the step count in its groups, so checkpoints keep them."""
+    """Lookahead (Zhang et al. 2019) on airbench's schedule, synced every LOOKAHEAD_STEPS steps.
+
+    The slow weights live in the optimizer's state and the step count in its groups, so checkpoints keep them.
+    """
     with torch.no_grad():
         for group in optimizer.param_groups:
             group.setdefault("lookahead_steps", 0)
@@ -165,8 +169,11 @@ def train_mode(model: nn.Module) -> None:
 
 
 def tta_logits(model: nn.Module, xb: torch.Tensor, tta: str, flip: bool) -> torch.Tensor:
-    """Logits averaged over test-time views: 'off' the image; 'flip' it and its mirror image; 'multiview' (airbench) it with
-    weight 1/2 and its 1-pixel shifts up-left and down-right with 1/4 each, every view also mirrored where `flip`."""
+    """Logits averaged over test-time views.
+
+    'off': the image; 'flip': it and its mirror image; 'multiview' (airbench): it with weight 1/2 and its 1-pixel shifts
+    up-left and down-right with 1/4 each, every view also mirrored where `flip`.
+    """
 
     def views(x: torch.Tensor) -> torch.Tensor:
         """The logits of x, averaged with those of its mirror image where flips keep the label."""

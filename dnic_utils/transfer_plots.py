@@ -15,14 +15,6 @@ from .transfer_study import ALL, FROZEN, SCRATCH, YOSINSKI, part_b_means
 STYLE = {"baseB": ("white", "o"), "BnB": ("#1f4e9c", "o"), "BnB+": ("#7fb2e5", "o"), "AnB": ("#b2182b", "D"), "AnB+": ("#f4a582", "D")}
 
 
-def _saved(fig: plt.Figure, name: str, profile: str) -> plt.Figure:
-    """Save a figure, close it (the notebook displays the returned figure once) and return it."""
-    fig.tight_layout()
-    plots.save(fig, name, profile)
-    plt.close(fig)
-    return fig
-
-
 def part_a(table: pd.DataFrame, profile: str, title: str) -> plt.Figure:
     """Part A in four panels: treatments, input size, schedule, and label budget (test accuracy in each)."""
     plots.set_style()
@@ -41,7 +33,7 @@ def part_a(table: pd.DataFrame, profile: str, title: str) -> plt.Figure:
     axes[1, 1].set_xscale("log")
     axes[1, 1].set(xlabel="training labels used (% of the pool, log scale)", ylabel="test accuracy (%)", title=FROZEN)
     fig.suptitle(title)
-    return _saved(fig, "transfer-imagenet-cifar10", profile)
+    return plots.saved(fig, "transfer-imagenet-cifar10", profile)
 
 
 def yosinski(table: pd.DataFrame, profile: str, title: str) -> plt.Figure:
@@ -66,7 +58,7 @@ def yosinski(table: pd.DataFrame, profile: str, title: str) -> plt.Figure:
                title="random 5/5 split" if split == "random" else "vehicles (A) → animals (B)")
         ax.legend(fontsize=8, loc="lower left")
     fig.suptitle(title)
-    return _saved(fig, "transfer-yosinski", profile)
+    return plots.saved(fig, "transfer-yosinski", profile)
 
 
 def part_c(table: pd.DataFrame, profile: str, title: str) -> plt.Figure:
@@ -86,4 +78,4 @@ def part_c(table: pd.DataFrame, profile: str, title: str) -> plt.Figure:
         ax.set_xticklabels([f"{k:,}" for k in sorted(part["labels per class"].unique())])
         ax.legend(fontsize=8)
     fig.suptitle(title)
-    return _saved(fig, "transfer-low-label", profile)
+    return plots.saved(fig, "transfer-low-label", profile)

@@ -137,8 +137,11 @@ def depth(arch: str) -> int:
 
 
 def part_a(profile: str, online: tuple[str, ...] = ()) -> list[Arm]:
-    """ImageNet → CIFAR-10 with EfficientNet-Lite0: treatments, input sizes, schedules and label budgets, and from scratch;
-    for each torchvision source whose weights could be had (`online`), its frozen features with a linear head too."""
+    """Part A's arms: ImageNet → CIFAR-10 with EfficientNet-Lite0, and from scratch.
+
+    Treatments, input sizes, schedules and label budgets; for each torchvision source whose weights could be had (`online`),
+    its frozen features with a linear head too.
+    """
     s = SIZES[profile]
     main = {"train_size": s.a_train, "val_size": s.val, "test_size": s.test, "epochs": s.a_epochs, "batch_size": s.batch, "image_size": s.a_size}
     imagenet, n = {"source": IMAGENET}, depth(LITE0)
@@ -380,8 +383,11 @@ def part_c_summary(table: pd.DataFrame) -> str:
 
 
 def provenance_table(*tables: pd.DataFrame) -> pd.DataFrame:
-    """Each run's source weights (name and SHA-256 prefix), cut, frozen stages, training images, and when it ran, how long, and
-    whether this execution reused its record."""
+    """Each run's provenance: where its weights came from, what was trained, and when.
+
+    Source weights (name and SHA-256 prefix), cut, frozen stages, training images, when it ran, how long, and whether this
+    execution reused its record.
+    """
     table = pd.concat(tables, ignore_index=True)
     out = table[["part", "run", "source", "source_sha256", "cut", "frozen_stages", "train_images", "created", "run_time_s", "reused"]]
     out = out.drop_duplicates("run").copy()

@@ -39,7 +39,7 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> OnnxModel:
 @pytest.fixture
 def url(model: OnnxModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The service on a free loopback port, run by uvicorn in a thread for the test."""
-    monkeypatch.setattr(onnx_model, "model_roots", lambda: [tmp_path])
+    monkeypatch.setattr(onnx_model, "result_roots", lambda: [tmp_path])
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(serve.create_app(model), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -115,7 +115,7 @@ def test_plan_ends_with_the_deployment_notebook() -> None:
 
 def test_the_deployment_study_exports_a_checkpoint_or_falls_back_to_a_committed_export(
         project_dir: Path, fixture_data: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(onnx_model, "model_roots", lambda: [project_dir / "results"])
+    monkeypatch.setattr(onnx_model, "result_roots", lambda: [project_dir / "results"])
     card = untrained_card(tmp_path_factory, "cifar10")
     install(card, project_dir / "results", "quick", "cifar10-resnet9", test_acc=0.61, val_acc=0.70)
     install(card, project_dir / "results", "quick", "cifar10-vgg16", test_acc=0.80, val_acc=0.50)  # better on test: must not matter

@@ -23,7 +23,7 @@ def results(project_dir: Path, tmp_path_factory: pytest.TempPathFactory, monkeyp
     root = project_dir / "results"
     install(untrained_card(tmp_path_factory, "cifar10"), root, "smoke", "cifar10-lenet5", test_acc=0.3)
     install(untrained_card(tmp_path_factory, "mnist"), root, "smoke", "mnist-lenet5", test_acc=0.9)
-    monkeypatch.setattr(onnx_model, "model_roots", lambda: [root])  # not the repository's committed models
+    monkeypatch.setattr(onnx_model, "result_roots", lambda: [root])  # not the repository's committed models
     return root
 
 
@@ -116,7 +116,7 @@ def test_an_unknown_model_is_one_line_and_status_2(args: list[str], message: str
 
 
 def test_no_exported_model_at_all_says_how_to_make_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
-    monkeypatch.setattr(onnx_model, "model_roots", lambda: [tmp_path])
+    monkeypatch.setattr(onnx_model, "result_roots", lambda: [tmp_path])
     assert predict.main(["x.png"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: No exported model found") and "python -m dnic_utils.export" in err

@@ -32,7 +32,7 @@ def grey_model(tmp_path_factory: pytest.TempPathFactory) -> OnnxModel:
 @pytest.fixture
 def client(rgb_model: OnnxModel, project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     """The service of the RGB model, with a 64 KB upload limit."""
-    monkeypatch.setattr(onnx_model, "model_roots", lambda: [project_dir / "results"])
+    monkeypatch.setattr(onnx_model, "result_roots", lambda: [project_dir / "results"])
     with TestClient(serve.create_app(rgb_model, LIMIT)) as c:
         yield c
 
@@ -140,7 +140,15 @@ def test_the_body_is_read_only_up_to_the_limit() -> None:
 
 
 def test_an_unknown_model_stops_the_command_with_one_line(project_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
-    monkeypatch.setattr(onnx_model, "model_roots", lambda: [project_dir / "results"])
+    monkeypatch.setattr(onnx_model, "result_roots", lambda: [project_dir / "results"])
     assert serve.main(["--model", "nope"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: No exported model found") and "Fix: " in err
+
+
+@pytest.mark.parametrize("args, named", [(["--port", "70000"], "65535"), (["--port", "0"], "'0' is not a whole number"),
+                                         (["--threads", "0"], "--threads"), (["--max-upload-mb", "0"], "--max-upload-mb 0 is not above 0")])
+def test_bad_serve_options_are_refused_by_name(args: list[str], named: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        serve.main(args)
+    assert stopped.value.code == 2 and named in capsys.readouterr().err

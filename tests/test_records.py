@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from dnic_utils import files, readme, records
+from dnic_utils.errors import DnicError
 from dnic_utils.models import REGISTRY
 from dnic_utils.records import REQUIRED_KEYS, load_records, make_record, validate_record, write_record
 
@@ -296,9 +297,21 @@ def test_readme_tables_without_records() -> None:
 def test_update_readme_without_markers_raises(tmp_path: Path) -> None:
     path = tmp_path / "README.md"
     path.write_text("# Title\n\nNo markers here.\n")
-    with pytest.raises(ValueError, match="markers"):
+    with pytest.raises(DnicError, match="markers") as refused:
         readme.update_readme(path, {"results": readme.readme_tables([train_record()])})
+    assert "--tables-only" in refused.value.fix
     assert path.read_text() == "# Title\n\nNo markers here.\n"
+
+
+def test_tables_only_on_a_readme_without_markers_says_how_to_restore_them(project_dir: Path, capsys: pytest.CaptureFixture,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from dnic_utils import runner
+
+    monkeypatch.setattr(runner, "architecture_table", lambda: "ARCHITECTURES\n")  # model costs take long and are not what is tested
+    (project_dir / "README.md").write_text("# Title\n")
+    assert runner.main(["--tables-only"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "lacks the markers" in err and "Fix: restore the two marker lines" in err
 
 
 def test_update_readme_with_one_section_missing_changes_nothing(readme_file: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -97,8 +98,10 @@ class BatchLoader:
         return part
 
     def images(self, n: int) -> torch.Tensor:
-        """n images spread evenly through the loader's, normalised as the model sees them, without augmentation (e.g. to set data-dependent
-        weights); the first n of the class-ordered CIFAR-10 JPEG copy would be nearly all airplanes."""
+        """n images spread evenly through the loader's, normalised as the model sees them, without augmentation.
+
+        For data-dependent weights, say: the first n of the class-ordered CIFAR-10 JPEG copy would be nearly all airplanes.
+        """
         return self.prepare(self.x[spread(len(self.x), n).to(self.device)].float().div_(255))
 
     def __len__(self) -> int:
@@ -115,7 +118,7 @@ class BatchLoader:
         xb = (xb - self.mean) / self.std
         return xb.contiguous(memory_format=torch.channels_last) if self.channels_last else xb
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield (images, labels) batches on the device."""
         n = len(self.y)
         order = torch.randperm(n, device=self.device, generator=self.generator) if self.shuffle else None

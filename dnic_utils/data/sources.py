@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import math
 import os
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import DnicError
-from ..files import atomic_torch_save
+from ..files import atomic_torch_save, file_sha256
 from ..settings import cache_dir, data_dir
 from .datasets import DatasetInfo, dataset_info
 
@@ -34,16 +33,6 @@ class RawData:
     test_x: torch.Tensor
     test_y: torch.Tensor
     source: dict = field(default_factory=dict)
-
-
-def _sha256(paths: list[Path]) -> str:
-    """One sha256 over the bytes of several files, in the given order."""
-    h = hashlib.sha256()
-    for p in paths:
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
 
 
 class _Unreadable(Exception):
@@ -225,8 +214,8 @@ def load_raw(name: str, root: str | os.PathLike | None = None) -> RawData:
         layout = f"{info.folder}/raw/ with the four IDX files" if info.channels == 1 else f"{info.folder}/ or CIFAR10-JPEG/*.tar.gz"
         raise DnicError(
             f"The data root {base} holds no copy of {info.title} (looked for {layout}).",
-            f"put the files there in torchvision's layout, point DNIC_DATA_DIR / `data_dir` at the right folder, "
-            f"or unset both to let torchvision download the data (internet needed).",
+            "put the files there in torchvision's layout, point DNIC_DATA_DIR / `data_dir` at the right folder, "
+            "or unset both to let torchvision download the data (internet needed).",
         )
     found_in_root = found is not None
     if found is None:
@@ -236,7 +225,7 @@ def load_raw(name: str, root: str | os.PathLike | None = None) -> RawData:
         if found is None:
             raise DnicError(f"torchvision's download left no usable copy of {info.title} in {base}.", f"delete {base} and try again.")
     kind, files, lossy = found
-    digest = _sha256(files)
+    digest = file_sha256(*files)
     cached = cache_dir() / "datasets" / f"{info.key}-{digest[:16]}.pt"
     root_label = "data_dir parameter" if root else "DNIC_DATA_DIR" if found_in_root else _CACHE
     # The folder relative to the data root: records name no machine paths.

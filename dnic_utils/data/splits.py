@@ -92,8 +92,10 @@ class Splits:
 
     def loader(self, part: str, batch_size: int, device: str, *, train: bool = False, augment: Augment | None = None,
                seed: int = 0, image_size: int | None = None) -> BatchLoader:
-        """A channels_last loader over 'train', 'val' or 'test' (resized to image_size if given); train=True shuffles, augments (if given)
-        and drops a ragged last batch."""
+        """A channels_last loader over 'train', 'val' or 'test' (resized to image_size if given).
+
+        train=True shuffles, augments (if given) and drops a ragged last batch.
+        """
         x, y = getattr(self, f"{part}_x"), getattr(self, f"{part}_y")
         return BatchLoader(x, y, batch_size, self.mean, self.std, device=device, channels_last=True, shuffle=train, seed=seed,
                            augment=augment if train else None, drop_last=train and len(y) > batch_size, image_size=image_size)

