@@ -24,7 +24,7 @@ from .files import atomic_torch_save
 from .models import build_model
 from .settings import checkpoint_dir, project_root
 
-TRAIN_FORMAT = "dnic-train/2"  # checkpoints of another format (older code) start the run over
+TRAIN_FORMAT = "dnic-train/3"  # checkpoints of another format (older code) start the run over
 MODEL_FORMAT = "dnic-model/1"
 
 
@@ -48,7 +48,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict:
 
 @dataclass
 class Progress:
-    """How far a run has come: epochs, their history, the best epoch so far and early-stopping's count."""
+    """How far a run has come: epochs, their history, the best epoch so far, early-stopping's count and the epoch in progress."""
 
     epoch: int = 0
     history: list[dict] = field(default_factory=list)
@@ -57,6 +57,7 @@ class Progress:
     best_epoch: int = 0
     bad_epochs: int = 0
     finished: bool = False
+    partial: dict | None = None  # the epoch in progress at a mid-epoch save: its steps done, its sums so far, its shuffle's seed state
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])  # names this training run in its record
 
 

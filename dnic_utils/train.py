@@ -209,18 +209,24 @@ def evaluate(model: nn.Module, loader: BatchLoader, amp: torch.dtype | None = No
 
 
 def _train_epoch(state: TrainState, loader: BatchLoader, cfg: RunConfig, amp: torch.dtype | None, desc: str,
-                 probe: Callable[[int, int, float], None] = lambda step, seen, seconds: None, probe_at: tuple[int, ...] = ()) -> dict:
+                 probe: Callable[[int, int, float], None] = lambda step, seen, seconds: None, probe_at: tuple[int, ...] = (),
+                 keep: Callable[[dict], None] = lambda partial: None) -> dict:
     """One pass over the training loader, calling probe(step, images, training seconds) after the steps in probe_at.
 
-    Its time and CPU wait leave the probes out: they measure training alone.
+    After each probe, keep(partial) gets the epoch so far (steps, sums, the shuffle's generator state), which a checkpoint can
+    hold; an epoch whose state.progress.partial is set goes on from there. Its time and CPU wait leave the probes out.
     """
     model, optimizer, scheduler, scaler = state.model, state.optimizer, state.scheduler, state.scaler
     train_mode(model)
-    loss_sum = torch.zeros((), device=loader.device)
-    correct = torch.zeros((), device=loader.device, dtype=torch.long)
-    seen, probing, spans = 0, 0.0, []
-    sched, start = sched_times(), time.perf_counter()
-    for step, (xb, yb) in enumerate(tqdm(loader, desc=desc, leave=False, disable=quiet()), start=1):
+    done = state.progress.partial or {"step": 0, "loss_sum": 0.0, "correct": 0, "seen": 0, "train_time_s": 0.0, "spans": []}
+    if done["step"]:
+        loader.resume_at(done["step"], done["epoch_state"])
+    loss_sum = torch.tensor(done["loss_sum"], device=loader.device)
+    correct = torch.tensor(done["correct"], device=loader.device, dtype=torch.long)
+    seen, probing, spans = done["seen"], 0.0, list(done["spans"])
+    sched, start = sched_times(), time.perf_counter() - done["train_time_s"]  # training time before an interruption counts
+    batches = tqdm(loader, desc=desc, leave=False, disable=quiet(), initial=done["step"], total=len(loader))
+    for step, (xb, yb) in enumerate(batches, start=done["step"] + 1):
         with autocast(cfg.device, amp):
             logits = model(xb)
             loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)
@@ -237,6 +243,8 @@ def _train_epoch(state: TrainState, loader: BatchLoader, cfg: RunConfig, amp: to
             t0 = time.perf_counter()
             spans.append(sched_span(sched, sched_times()))
             probe(step, seen, t0 - start - probing)
+            keep({"step": step, "loss_sum": loss_sum.item(), "correct": correct.item(), "seen": seen, "train_time_s": t0 - start - probing,
+                  "spans": list(spans), "epoch_state": loader.epoch_state})
             train_mode(model)
             sched = sched_times()
             probing += time.perf_counter() - t0
@@ -267,9 +275,10 @@ def fit(
     on_epoch, if given, is called with each epoch's history row once it is recorded (e.g. to report it to a pruner); an
     exception it raises stops training and propagates.
 
-    last.pt (the whole training state, best weights included) is written after an epoch that ends checkpoint_every_s
-    or more after the previous write, and after the last epoch: a crash loses at most that interval plus the epoch in
-    progress. A run whose training finished but whose record names another run (reported_id) is not trained again.
+    last.pt (the whole training state, best weights included) is written at a validation point within an epoch or at an
+    epoch's end once checkpoint_every_s have passed since the previous write, and after the last epoch: a crash loses at
+    most that interval plus the time to the next point. A run whose training finished but whose record names another run
+    (reported_id) is not trained again.
     """
     if is_cuda(cfg.device):
         torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN pick its fastest kernels once
@@ -289,7 +298,10 @@ def fit(
     probe_at, ends = probe_index(len(val.y)), probe_steps(len(train), cfg.epochs)
     probe_loader = val.subset(probe_at)
     for epoch in range(progress.epoch + 1, 0 if reused else cfg.epochs + 1):
-        before = progress.curve[-1] if progress.curve else {"images_seen": 0, "train_time_s": 0.0}
+        if progress.partial:  # an epoch resumed midway: the curve's base is where the epoch began
+            before = progress.partial["before"]
+        else:
+            before = progress.curve[-1] if progress.curve else {"images_seen": 0, "train_time_s": 0.0}
 
         def point(step: int, seen: int, seconds: float, acc: float | None = None) -> None:
             """Add one point of the curve: the accuracy on the validation slice (measured now unless given)."""
@@ -297,8 +309,17 @@ def fit(
             progress.curve.append({"epoch": round(epoch - 1 + step / len(train), 4), "images_seen": before["images_seen"] + seen,
                                    "train_time_s": before["train_time_s"] + seconds, "val_acc": acc})
 
+        def keep(partial: dict) -> None:
+            """Write last.pt at a validation point within the epoch, once checkpoint_every_s have passed since the last write."""
+            nonlocal saved_at
+            if time.monotonic() - saved_at >= checkpoint_every_s:
+                progress.partial = {**partial, "before": before}
+                state.save(last)
+                saved_at = time.monotonic()
+
         train.epoch = epoch  # alternating flips mirror by the epoch's parity, so a resumed run flips as an unbroken one would
-        row = _train_epoch(state, train, cfg, amp, f"epoch {epoch}/{cfg.epochs}", point, tuple(ends[:-1]))
+        row = _train_epoch(state, train, cfg, amp, f"epoch {epoch}/{cfg.epochs}", point, tuple(ends[:-1]), keep)
+        progress.partial = None
         lookahead_sync(optimizer)  # the epoch's last steps are kept, and its validation sees the averaged weights
         val_metrics = evaluate(model, val, amp)
         hits = val_metrics["y_pred"][probe_at] == val_metrics["y_true"][probe_at]  # the epoch's end: the slice from the full validation pass

@@ -12,7 +12,7 @@ import torch
 from dnic_utils import devices, files, train
 from dnic_utils.checkpoint import load_checkpoint
 from dnic_utils.config import TTA_MODES, make_config, tta_views
-from dnic_utils.data import BatchLoader
+from dnic_utils.data import Augment, BatchLoader
 from dnic_utils.errors import DnicError
 from dnic_utils.models import build_model
 from dnic_utils.train import evaluate, fit
@@ -127,7 +127,7 @@ def test_checkpoints_are_written_at_most_every_interval_and_at_the_end(tmp_path:
     writes.clear()
     stub_val_accuracy([0.1, 0.2, 0.3], monkeypatch)
     fit(fresh_lenet(), *loaders(x, y, 16), lenet_config(3, patience=10), tmp_path / "every", checkpoint_every_s=0)
-    assert writes == ["last.pt"] * 3
+    assert writes == ["last.pt"] * 9  # 3 steps an epoch: at the validation points after steps 1 and 2, and at each epoch's end
 
 
 def test_a_kill_during_any_checkpoint_write_loses_at_most_the_epoch_in_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -510,6 +510,68 @@ def test_the_curve_survives_a_resume(interrupted_run, tmp_path: Path) -> None:
     result = fit(fresh_lenet(), *loaders(x, y, 16), cfg, tmp_path)
     first = saved["progress"]["curve"]
     assert result.curve[: len(first)] == first and result.curve[-1]["images_seen"] == 2 * 48 and result.curve[-1]["epoch"] == 2
+
+
+# --------------------------------------------------------------------------------------------------------------
+# A kill within an epoch: a one-epoch run of hours goes on from its last validation point
+
+
+def augmented_loaders(x: torch.Tensor, y: torch.Tensor, seed: int = 0) -> tuple[BatchLoader, BatchLoader]:
+    return (BatchLoader(x, y, 16, MEAN, STD, shuffle=True, augment=Augment(pad=2, degrees=10.0), seed=seed), BatchLoader(x, y, 256, MEAN, STD))
+
+
+def test_a_pass_resumed_at_a_batch_yields_what_the_unbroken_pass_yields() -> None:
+    x, y = random_batch(100)
+    straight = augmented_loaders(x, y)[0]
+    batches = list(straight)
+    broken = augmented_loaders(x, y)[0]
+    passing = iter(broken)
+    for _ in range(3):
+        next(passing)
+    epoch_state, now = broken.epoch_state, broken.generator.get_state()  # what a checkpoint after batch 3 keeps
+    resumed = augmented_loaders(x, y, seed=99)[0]  # a new process: its generator is elsewhere
+    resumed.generator.set_state(now)
+    resumed.resume_at(3, epoch_state)
+    rest = list(resumed)
+    assert len(rest) == len(batches) - 3 == 4
+    for (xa, ya), (xb, yb) in zip(rest, batches[3:]):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    assert torch.equal(next(iter(resumed))[0], next(iter(straight))[0])  # and the next pass is the unbroken loader's next pass
+
+
+def test_a_run_killed_within_its_one_epoch_goes_on_from_its_last_point_and_ends_as_an_unbroken_run(tmp_path: Path,
+                                                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    x, y = random_batch(160)  # 10 steps of 16; validation points after steps 1, 2, 4, 5, 6, 8 and 9, then the epoch's end
+    cfg = lenet_config(1)
+    model = fresh_lenet()
+    straight = fit(model, *augmented_loaders(x, y), cfg, tmp_path / "straight")
+    real, calls = train.evaluate, []
+
+    def dying(*args, **kwargs) -> dict:
+        calls.append(1)
+        if len(calls) == 4:
+            raise Interrupted("killed at the fourth validation point")
+        return real(*args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(train, "evaluate", dying)
+        with pytest.raises(Interrupted):
+            fit(fresh_lenet(), *augmented_loaders(x, y), cfg, tmp_path / "broken", checkpoint_every_s=0)
+    saved = load_checkpoint(tmp_path / "broken" / "last.pt")["progress"]
+    assert saved["epoch"] == 0 and saved["partial"]["step"] == 4 and saved["partial"]["seen"] == 64 and len(saved["curve"]) == 3
+
+    resumed_model = fresh_lenet()
+    torch.manual_seed(12345)  # a new kernel's global generator is not where the killed one's was
+    resumed = fit(resumed_model, *augmented_loaders(x, y, seed=7), cfg, tmp_path / "broken")
+    for key, value in model.state_dict().items():  # the same weights, bit for bit: the same batches, draws and steps
+        assert torch.equal(resumed_model.state_dict()[key], value), key
+    assert [{k: p[k] for k in ("epoch", "images_seen", "val_acc")} for p in resumed.curve] == \
+        [{k: p[k] for k in ("epoch", "images_seen", "val_acc")} for p in straight.curve]
+    row, unbroken = resumed.history[0], straight.history[0]
+    assert row["images"] == unbroken["images"] == 160 and row["train_acc"] == unbroken["train_acc"]
+    assert row["train_loss"] == pytest.approx(unbroken["train_loss"], rel=1e-6)
+    assert row["train_time_s"] > saved["partial"]["train_time_s"] and resumed.run_id == saved["run_id"]
+    assert load_checkpoint(tmp_path / "broken" / "last.pt")["progress"]["partial"] is None
 
 
 # --------------------------------------------------------------------------------------------------------------

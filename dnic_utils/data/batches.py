@@ -86,6 +86,8 @@ class BatchLoader:
         self.std = torch.tensor(std, device=self.device).repeat(repeat).view(1, -1, 1, 1)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.epoch = 1  # the fit loop sets it; alternating flips mirror an image in every other epoch
+        self.epoch_state = self.generator.get_state()  # the generator's state when the latest pass began: its order follows from it
+        self._resume: tuple[int, torch.Tensor] | None = None  # (first batch, generator state) for the next pass, set by resume_at
         parity = torch.Generator(device=self.device).manual_seed(seed + 1)
         self.flip_parity = torch.rand(len(self.y), device=self.device, generator=parity) < 0.5 if augment and augment.alternate else None
 
@@ -118,11 +120,24 @@ class BatchLoader:
         xb = (xb - self.mean) / self.std
         return xb.contiguous(memory_format=torch.channels_last) if self.channels_last else xb
 
+    def resume_at(self, batch: int, epoch_state: torch.Tensor) -> None:
+        """Make the next pass finish an interrupted one, from batch `batch` (0-based) on.
+
+        Its order is drawn again from epoch_state (the interrupted pass's); its augmentation draws go on from the generator's state now.
+        """
+        self._resume = (batch, self.generator.get_state())
+        self.generator.set_state(epoch_state.cpu())
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield (images, labels) batches on the device."""
         n = len(self.y)
+        self.epoch_state = self.generator.get_state()
         order = torch.randperm(n, device=self.device, generator=self.generator) if self.shuffle else None
-        for i in range(len(self)):
+        first = 0
+        if self._resume is not None:
+            (first, state), self._resume = self._resume, None
+            self.generator.set_state(state)
+        for i in range(first, len(self)):
             sl = slice(i * self.batch_size, min(n, (i + 1) * self.batch_size))
             idx = order[sl] if order is not None else sl
             xb = self.x[idx].float().div_(255)
