@@ -58,6 +58,7 @@ class Progress:
     bad_epochs: int = 0
     finished: bool = False
     partial: dict | None = None  # the epoch in progress at a mid-epoch save: its steps done, its sums so far, its shuffle's seed state
+    resumes: list[dict] = field(default_factory=list)  # each time a new process went on: the epoch, the step within it, when
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])  # names this training run in its record
 
 

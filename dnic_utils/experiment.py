@@ -172,6 +172,6 @@ def run(cfg: RunConfig, data_dir: str | None = None, resume: bool = True, latenc
     }
     record = make_record("train", name, cfg.profile, cfg.to_dict(), metrics, device=cfg.device, data=data, seed=cfg.seed,
                          wall_time_s=time.perf_counter() - start, history=history, curve=fitted.curve, arch_title=spec.title, checkpoint_id=fitted.run_id,
-                         model_notes=notes, transfer=transfer, predictions=encode_predictions(test["y_true"], test["y_pred"], test["confidence"]))
+                         resumes=fitted.resumes, model_notes=notes, transfer=transfer, predictions=encode_predictions(test["y_true"], test["y_pred"], test["confidence"]))
     path = write_record(record)
     return Experiment(cfg, splits, model, history, fitted.curve, test["y_true"], test["y_pred"], test["confidence"], metrics, record, path, notes)

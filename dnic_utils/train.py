@@ -20,6 +20,7 @@ from .config import RunConfig
 from .data import BatchLoader, spread
 from .devices import amp_dtype, autocast, is_cuda, sched_span, sched_times, synchronize, wait_share
 from .models import model_fingerprint
+from .records import utc_now
 from .settings import quiet
 from .transfer.stages import max_cut, stages_of
 
@@ -264,6 +265,7 @@ class FitResult:
     best: dict  # the history row of the selected epoch
     run_id: str  # the checkpoint's id; the record names it, so a finished, reported run is trained afresh next time
     reused: bool  # True when training had already finished before a crash, and only its selected weights were taken
+    resumes: list[dict]  # where training went on after an interruption (empty for an unbroken run): its times add up over them
 
 
 def fit(
@@ -290,8 +292,9 @@ def fit(
     state = TrainState(model, optimizer, make_scheduler(optimizer, cfg, len(train)),
                        torch.amp.GradScaler(enabled=amp == torch.float16 and is_cuda(cfg.device)), train.generator, identity)
     last = Path(checkpoint_dir) / "last.pt"
-    if resume:
-        state.restore(last, reported_id)
+    if resume and state.restore(last, reported_id) and not state.progress.finished:
+        at = state.progress.partial["step"] if state.progress.partial else 0
+        state.progress.resumes.append({"epoch": state.progress.epoch + 1, "step": at, "at": utc_now()})
     progress = state.progress
     reused = progress.finished
     saved_at = time.monotonic()
@@ -341,4 +344,4 @@ def fit(
         if progress.finished:
             break
     model.load_state_dict(state.best_weights)
-    return FitResult(progress.history, progress.curve, progress.history[progress.best_epoch - 1], progress.run_id, reused)
+    return FitResult(progress.history, progress.curve, progress.history[progress.best_epoch - 1], progress.run_id, reused, progress.resumes)

@@ -257,8 +257,10 @@ def test_interrupted_run_resumes_at_the_next_epoch(interrupted_run, tmp_path: Pa
     calls: list[str] = []
     weights: list[dict] = []
     count_epochs(calls, monkeypatch, weights)
-    history = fit(fresh_lenet(), *loaders(x, y, 16), cfg, tmp_path).history
+    result = fit(fresh_lenet(), *loaders(x, y, 16), cfg, tmp_path)
+    history = result.history
     assert calls == ["epoch 2/2"]  # epoch 1 is not trained again
+    assert [(r["epoch"], r["step"]) for r in result.resumes] == [(2, 0)]  # the record says where the run went on
     assert len(history) == 2 and [row["epoch"] for row in history] == [1, 2]
     assert history[0] == saved["progress"]["history"][0]
     for key, value in saved["model"].items():  # epoch 2 starts from epoch 1's weights, not from a fresh model
@@ -571,6 +573,7 @@ def test_a_run_killed_within_its_one_epoch_goes_on_from_its_last_point_and_ends_
     assert row["images"] == unbroken["images"] == 160 and row["train_acc"] == unbroken["train_acc"]
     assert row["train_loss"] == pytest.approx(unbroken["train_loss"], rel=1e-6)
     assert row["train_time_s"] > saved["partial"]["train_time_s"] and resumed.run_id == saved["run_id"]
+    assert straight.resumes == [] and [(r["epoch"], r["step"]) for r in resumed.resumes] == [(1, 4)]
     assert load_checkpoint(tmp_path / "broken" / "last.pt")["progress"]["partial"] is None
 
 
