@@ -4,7 +4,8 @@
 
 Each variant is make_config(arch, dataset, profile, **its overrides) ("" is the recipe as it stands), trained from seed 0 (or
 --seeds) on the profile's training split, and scored on its validation split, with the variant's test-time augmentation if it
-has one. The test images are dropped before anything trains. Writes results/<profile>/bench-recipe-<dataset>-<arch>[-<tag>].json and regenerates
+has one. Variants that differ only in test-time augmentation share one training (the training is the same from the same seed),
+each scored with its own views. The test images are dropped before anything trains. Writes results/<profile>/bench-recipe-<dataset>-<arch>[-<tag>].json and regenerates
 benchmarks/RESULTS.md.
 """
 
@@ -54,15 +55,26 @@ def validation_splits(cfg: RunConfig, data_dir: str | None) -> Splits:
 HISTORY_KEYS = ("epoch", "val_acc", "train_acc", "train_time_s", "cpu_wait")  # per epoch; val_acc without test-time augmentation
 
 
-def validation_run(cfg: RunConfig, splits: Splits) -> dict:
-    """Train one variant from its seed: its validation accuracy at the selected epoch with its test-time augmentation, and its epochs."""
-    seed_everything(cfg.seed)
-    loaders = splits.loaders(cfg)
-    model = model_for_run(cfg, splits, loaders)
-    with tempfile.TemporaryDirectory(prefix="dnic-recipe-") as folder:  # a variant's checkpoint is of no use once it has ended
-        result = fit(model, loaders.train, loaders.val, cfg, Path(folder), resume=False, data_id=splits.data_id)
-    return {"acc": evaluate(model, loaders.val, amp_dtype(cfg.amp, cfg.device), cfg.tta, splits.info.flip)["acc"],
-            "history": [{key: row.get(key) for key in HISTORY_KEYS} for row in result.history]}
+def validation_run(cfg: RunConfig, splits: Splits, trained: dict[RunConfig, tuple] | None = None) -> dict:
+    """Train one variant from its seed: its validation accuracy at the selected epoch with its test-time augmentation, and its epochs.
+
+    `trained` keeps each training by its configuration less the test-time augmentation, so a variant that changes only that is scored
+    on the model already trained ('shared': True).
+    """
+    key = replace(cfg, tta="off")
+    shared = trained is not None and key in trained
+    if shared:
+        model, loaders, history = trained[key]
+    else:
+        seed_everything(cfg.seed)
+        loaders = splits.loaders(cfg)
+        model = model_for_run(cfg, splits, loaders)
+        with tempfile.TemporaryDirectory(prefix="dnic-recipe-") as folder:  # a variant's checkpoint is of no use once it has ended
+            history = fit(model, loaders.train, loaders.val, cfg, Path(folder), resume=False, data_id=splits.data_id).history
+        if trained is not None:
+            trained[key] = (model, loaders, history)
+    return {"acc": evaluate(model, loaders.val, amp_dtype(cfg.amp, cfg.device), cfg.tta, splits.info.flip)["acc"], "shared": shared,
+            "history": [{key: row.get(key) for key in HISTORY_KEYS} for row in history]}
 
 
 def tag(text: str) -> str:
@@ -90,13 +102,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         configs = [[make_config(args.arch, args.dataset, args.profile, seed=seed, **variant) for seed in args.seeds] for variant in args.variant]
         loaded: dict[tuple[int | None, int | None], Splits] = {}
+        trained: dict[RunConfig, tuple] = {}
         results = []
         for variant, cfgs in zip(args.variant, configs):
             sizes = (cfgs[0].train_size, cfgs[0].val_size)
             splits = loaded.get(sizes) or loaded.setdefault(sizes, validation_splits(cfgs[0], args.data_dir))
-            runs = [validation_run(cfg, splits) for cfg in cfgs]
+            runs = [validation_run(cfg, splits, trained) for cfg in cfgs]
             accs = [run["acc"] for run in runs]
-            results.append({"overrides": variant, "val_acc": accs, "mean": sum(accs) / len(accs), "history": [run["history"] for run in runs]})
+            results.append({"overrides": variant, "val_acc": accs, "mean": sum(accs) / len(accs), "history": [run["history"] for run in runs],
+                            "shared_training": all(run["shared"] for run in runs)})
             print(f"{json.dumps(variant):>50}: validation {100 * results[-1]['mean']:.2f}% over seeds {args.seeds}", flush=True)
     except DnicError as err:
         print(f"error: {err.problem} Fix: {err.fix}", file=sys.stderr)

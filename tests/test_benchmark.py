@@ -223,6 +223,8 @@ def test_recipe_variants_are_scored_on_validation_only(fixture_data: Path, proje
     assert recipe.main(args) == 0
     rec = json.loads((project_dir / "results" / "smoke" / "bench-recipe-mnist-lenet5.json").read_text())
     assert [v["overrides"] for v in rec["metrics"]["variants"]] == [{}, {"tta": "off"}]
+    recipe_views, one_view = rec["metrics"]["variants"]  # LeNet-5's recipe averages views; tta=off changes only the scoring
+    assert [recipe_views["shared_training"], one_view["shared_training"]] == [False, True] and one_view["history"] == recipe_views["history"]
     assert all(0 <= v["mean"] <= 1 and len(v["val_acc"]) == 1 for v in rec["metrics"]["variants"])
     [history] = rec["metrics"]["variants"][0]["history"]  # one seed: its epochs, validation without TTA
     assert [row["epoch"] for row in history] == list(range(1, len(history) + 1)) and all(0 <= row["val_acc"] <= 1 for row in history)
