@@ -190,7 +190,7 @@ class RunConfig:
     val_size: int | None = param(None, optional(whole(1)), "{} validation images")
     test_size: int | None = param(None, optional(whole(1)), "{} test images")
     patience: int | None = param(None, optional(whole(1)), "early-stopping patience {}")
-    optimizer: str = param("sgd", one_of(OPTIMIZERS), "optimizer {}")
+    optimizer: str = param("sgd", one_of(OPTIMIZERS), "optimizer {}", per_arch=True)
     lr: float | None = param(None, optional(number(0, MAX_LR, low_open=True)), "peak learning rate {:g}")  # None: lr_per_64 scaled to the batch
     lr_per_64: float = param(0.05, number(0, MAX_LR, low_open=True), "SGD learning rate {:g} per 64 images", per_arch=True, quiet=True)
     momentum: float = param(0.9, number(0, 1, low_open=True), "momentum {:g}", per_arch=True, quiet=True)  # Nesterov; one-cycle cycles it 0.95 → 0.85 → 0.95 instead

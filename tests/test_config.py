@@ -251,6 +251,13 @@ def test_an_architectures_recipe_fills_the_options_left_unset() -> None:
     assert changed.label_smoothing == 0.1 and changed.variant  # a value given for the run wins, and names a variant
 
 
+def test_a_recipe_optimizer_sets_the_derived_learning_rate() -> None:
+    inception, plain = make_config("inception_v3", "mnist", profile="smoke"), make_config("resnet18", "mnist", profile="smoke")
+    assert (inception.optimizer, inception.lr, inception.variant) == ("adamw", 3e-3, "")  # AdamW's rate, not SGD's scaled one
+    assert (plain.optimizer, plain.lr) == ("sgd", 0.05 * plain.batch_size / 64)
+    assert make_config("inception_v3", "mnist", profile="smoke", optimizer="sgd").variant  # the profile's SGD is a variant here
+
+
 def test_every_registry_recipe_names_per_architecture_options_with_valid_values() -> None:
     per_arch = {f.name for f in dataclasses.fields(RunConfig) if "default" in f.metadata} | {"translate"}
     for arch, spec in REGISTRY.items():
