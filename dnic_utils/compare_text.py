@@ -217,14 +217,30 @@ def _training_cost(table: pd.DataFrame, x: str, y: str) -> str:
             f"{int(table.loc[x, 'train_images']):,} images against {int(table.loc[y, 'epochs'])} on {int(table.loc[y, 'train_images']):,})")
 
 
-def _step(table: pd.DataFrame, pairs: pd.DataFrame, x: str, y: str, alpha: float) -> str:
-    """From x to y: the cost multipliers, then the corrected test's verdict."""
-    return (f"From {x} to {y}, parameters change {_ratio(table, x, y, 'params')}, FLOPs {_ratio(table, x, y, 'flops')} "
-            f"and {_training_cost(table, x, y)}. " + verdict(pairs, x, y, alpha))
+NOT_RECIPE = {"arch", "dataset", "profile", "device", "compile", "variant", "seed", "epochs", "batch_size", "lr", "train_size", "val_size",
+              "test_size", "patience"}  # what the profile or the run decides, not the training recipe
 
 
-def _depthwise(table: pd.DataFrame, pairs: pd.DataFrame, resnet: str, mobile: str, alpha: float) -> str:
-    """MobileNetV2 against ResNet18: shares of FLOPs, parameters, latency and throughput, then the verdict."""
+def _recipe_gap(selection: Selection, x: str, y: str) -> str:
+    """'' when the default runs of architectures x and y share one recipe, else a sentence naming the fields in which they differ."""
+    a, b = (selection.runs[arch].default["config"] for arch in (x, y))
+    differ = [k for k in sorted((set(a) | set(b)) - NOT_RECIPE) if a.get(k) != b.get(k)]
+    if not differ:
+        return ""
+    fields = ", ".join(f"{k.replace('_', ' ')} {a.get(k)} against {b.get(k)}" for k in differ)
+    return f" Their recipes differ too ({fields}: the registry's per-architecture settings), so the step is not the architecture's alone."
+
+
+def _step(selection: Selection, table: pd.DataFrame, pairs: pd.DataFrame, x: str, y: str, alpha: float) -> str:
+    """From architecture x to y: the cost multipliers, the corrected test's verdict, and any difference in their recipes."""
+    tx, ty = model_spec(x).title, model_spec(y).title
+    return (f"From {tx} to {ty}, parameters change {_ratio(table, tx, ty, 'params')}, FLOPs {_ratio(table, tx, ty, 'flops')} "
+            f"and {_training_cost(table, tx, ty)}. " + verdict(pairs, tx, ty, alpha) + _recipe_gap(selection, x, y))
+
+
+def _depthwise(selection: Selection, table: pd.DataFrame, pairs: pd.DataFrame, alpha: float) -> str:
+    """MobileNetV2 against ResNet18: shares of FLOPs, parameters, latency and throughput, then the verdict and any recipe difference."""
+    resnet, mobile = model_spec("resnet18").title, model_spec("mobilenet_v2").title
     r, m = table.loc[resnet], table.loc[mobile]
     flops = m["flops"] / r["flops"]
     text = f"{mobile} needs {flops:.0%} of {resnet}'s FLOPs and {m['params'] / r['params']:.0%} of its parameters"
@@ -234,11 +250,7 @@ def _depthwise(table: pd.DataFrame, pairs: pd.DataFrame, resnet: str, mobile: st
                  ("depthwise layers do little arithmetic per byte moved, so the FLOPs saved are not all time saved" if latency > flops else
                   "here the FLOPs saved do show up as time saved"))
     text += f"; it trains at {m['images_per_s'] / r['images_per_s']:.0%} of {resnet}'s training images/s. "
-    return text + verdict(pairs, resnet, mobile, alpha)
-
-
-NOT_RECIPE = {"arch", "dataset", "profile", "device", "compile", "variant", "seed", "epochs", "batch_size", "lr", "train_size", "val_size",
-              "test_size", "patience"}  # what the profile or the run decides, not the training recipe
+    return text + verdict(pairs, resnet, mobile, alpha) + _recipe_gap(selection, "resnet18", "mobilenet_v2")
 
 
 def recipe_text(selection: Selection) -> str:
@@ -285,21 +297,20 @@ def critical_analysis(selection: Selection, table: pd.DataFrame, pairs: pd.DataF
     """
     if table.empty:
         return f"No runs of {selection.title} to analyse."
-    have = set(table.index)
+    have = set(selection.runs)
     t = {a: model_spec(a).title for a in REGISTRY}
     parts = []
-    depth = [_step(table, pairs, t[x], t[y], alpha) for x, y in (("vgg16", "vgg19"), ("resnet18", "resnet50"), ("resnet50", "resnet101"))
-             if {t[x], t[y]} <= have]
+    depth = [_step(selection, table, pairs, x, y, alpha) for x, y in (("vgg16", "vgg19"), ("resnet18", "resnet50"), ("resnet50", "resnet101"))
+             if {x, y} <= have]
     if depth:
         parts.append("**What depth bought.** " + " ".join(depth))
-    if {t["vgg16"], t["resnet18"]} <= have:
-        parts.append("**Residual connections** (a plain stack against a residual one). " + _step(table, pairs, t["vgg16"], t["resnet18"], alpha))
-    inception = [_step(table, pairs, t["vgg16"], t[x], alpha) for x in ("googlenet", "minigooglenet")
-                 if {t["vgg16"], t[x]} <= have]
+    if {"vgg16", "resnet18"} <= have:
+        parts.append("**Residual connections** (a plain stack against a residual one). " + _step(selection, table, pairs, "vgg16", "resnet18", alpha))
+    inception = [_step(selection, table, pairs, "vgg16", x, alpha) for x in ("googlenet", "minigooglenet") if {"vgg16", x} <= have]
     if inception:
         parts.append("**Inception modules.** " + " ".join(inception))
-    if {t["resnet18"], t["mobilenet_v2"]} <= have:
-        parts.append("**Depthwise convolutions.** " + _depthwise(table, pairs, t["resnet18"], t["mobilenet_v2"], alpha))
+    if {"resnet18", "mobilenet_v2"} <= have:
+        parts.append("**Depthwise convolutions.** " + _depthwise(selection, table, pairs, alpha))
     epochs = sorted({int(e) for e in table["epochs"].dropna()})
     images = sorted({int(n) for n in table["train_images"].dropna()})
     budget = (f"{_span(epochs)} epoch(s) on {_span(images)} training images"

@@ -77,6 +77,16 @@ def test_the_critical_analysis_is_formatted_from_the_records(trio: compare.Selec
     assert compare_text.critical_analysis(compare.select([], "cifar10", "quick"), table.iloc[:0], pairs.iloc[:0]).startswith("No runs")
 
 
+def test_a_step_between_runs_of_different_recipes_says_so() -> None:
+    records = [record(a, correct=correct_first(n)) for a, n in (("vgg16", 120), ("vgg19", 125), ("resnet18", 189))]
+    records[1]["config"]["optimizer"] = "adamw"  # as VGG19's registry recipe may set it
+    selection = compare.select(records, "cifar10", "quick")
+    text = compare_text.critical_analysis(selection, compare.summary(selection, resamples=200), compare.significance(selection))
+    step = text[text.index("From VGG16 to VGG19"):text.index("**Residual connections**")]
+    assert "Their recipes differ too (optimizer sgd against adamw" in step
+    assert "differ too" not in text[text.index("**Residual connections**"):]  # VGG16 and ResNet18 share one recipe
+
+
 def test_a_ranking_names_the_models_no_test_separates_from_the_best_and_its_ties() -> None:
     records = [record(a, correct=correct_first(n)) for a, n in (("lenet5", 190), ("resnet18", 189), ("vgg16", 120), ("vgg19", 120))]
     selection = compare.select(records, "cifar10", "quick")
