@@ -36,7 +36,7 @@ class ModelSpec:
 REGISTRY: dict[str, ModelSpec] = {
     "lenet5": ModelSpec("LeNet-5", "LeNet", lenet.LeNet5, lenet.SUMMARY, lenet.LOOK_FOR, tier="light", recipe=lenet.RECIPE),
     "vgg16": ModelSpec("VGG16", "VGG", vgg.vgg16, vgg.SUMMARY, vgg.LOOK_FOR),
-    "vgg19": ModelSpec("VGG19", "VGG", vgg.vgg19, vgg.SUMMARY, vgg.LOOK_FOR),
+    "vgg19": ModelSpec("VGG19", "VGG", vgg.vgg19, vgg.SUMMARY, vgg.LOOK_FOR, recipe=vgg.VGG19_RECIPE),
     "resnet18": ModelSpec("ResNet18", "ResNet", resnet.resnet18, resnet.SUMMARY, resnet.LOOK_FOR),
     "resnet50": ModelSpec("ResNet50", "ResNet", resnet.resnet50, resnet.SUMMARY, resnet.LOOK_FOR, tier="heavy"),
     "resnet101": ModelSpec("ResNet101", "ResNet", resnet.resnet101, resnet.SUMMARY, resnet.LOOK_FOR, tier="heavy"),
