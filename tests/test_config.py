@@ -256,6 +256,7 @@ def test_a_recipe_optimizer_sets_the_derived_learning_rate() -> None:
     assert (inception.optimizer, inception.lr, inception.variant) == ("adamw", 3e-3, "")  # AdamW's rate, not SGD's scaled one
     assert (plain.optimizer, plain.lr) == ("sgd", 0.05 * plain.batch_size / 64)
     assert [make_config(a, "mnist", profile="smoke").optimizer for a in ("vgg16", "vgg19")] == ["sgd", "adamw"]  # one VGG's recipe, not both
+    assert [make_config(a, "mnist", profile="smoke").optimizer for a in ("resnet18", "resnet50", "resnet101")] == ["sgd", "adamw", "adamw"]
     assert make_config("inception_v3", "mnist", profile="smoke", optimizer="sgd").variant  # the profile's SGD is a variant here
 
 
