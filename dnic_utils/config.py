@@ -54,12 +54,12 @@ PROFILES: dict[str, Profile] = {
         Profile(name="quick", rank=1, train_size=500, heavy_train_size=100, val_size=128, test_size=256, epochs=1, light_epochs=4,
                 batch_size=64, patience=2, latency_batches=(1, 16)),
         # budget: the report's CPU numbers; equal epochs for every architecture of a dataset, on all training images less
-        # the validation split. The epochs are to be the most that fit 10 hours on a 2-core bf16 CPU, as benchmarks/budget.py
-        # measures there; 1, the least, is provisional: the one machine measured so far, an fp32-only AMD EPYC, needs more than
-        # 10 hours for one epoch (results/quick/bench-budget-cpu-amd-epyc-2-threads-fp32.json), and the bf16 Xeon speeds that
-        # issue 10 quotes, about 2 hours per dataset and epoch, put two epochs over the 10 hours as well
-        Profile(name="budget", rank=2, train_size=None, heavy_train_size=None, val_size=5_000, test_size=None, epochs=1, light_epochs=1,
-                batch_size=128, patience=8, latency_batches=(1, 256), dataset_epochs={"mnist": 1, "fashion_mnist": 1, "cifar10": 1}),
+        # the validation split. The epochs are the most that fit 10 hours on a 2-core bf16 CPU, as benchmarks/budget.py measures
+        # there: on a Xeon with AMX (bf16, torch 2.14) it estimated 8.21 h for every model notebook of the three datasets at two
+        # epochs, and three did not fit (results/quick/bench-budget-cpu-intel-r-xeon-r-processor-2-threads-bfloat16.json).
+        # An fp32-only CPU takes over twice as long (results/quick/bench-budget-cpu-amd-epyc-2-threads-fp32.json).
+        Profile(name="budget", rank=2, train_size=None, heavy_train_size=None, val_size=5_000, test_size=None, epochs=2, light_epochs=2,
+                batch_size=128, patience=8, latency_batches=(1, 256), dataset_epochs={"mnist": 2, "fashion_mnist": 2, "cifar10": 2}),
         Profile(name="full", rank=3, train_size=None, heavy_train_size=None, val_size=5_000, test_size=None, epochs=30, light_epochs=30,
                 batch_size=256, patience=8, latency_batches=(1, 256)),
     )
