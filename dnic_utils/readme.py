@@ -40,7 +40,7 @@ def results_table(records: list[dict], dataset: str) -> pd.DataFrame:
     for r in chosen:
         m = r["metrics"]
         rows.append({
-            "model": r["arch_title"], "profile": r["profile"], "size (MB)": f"{m['size_mb']:.1f}", "trainable params": f"{m['trainable_params']:,}",
+            "model": r["arch_title"], "profile": r["profile"], "epochs": str(m["epochs_run"]), "size (MB)": f"{m['size_mb']:.1f}", "trainable params": f"{m['trainable_params']:,}",
             "train loss": f"{m['train_loss']:.3f}", "test loss": f"{m['test_loss']:.3f}",
             "train acc (%)": f"{100 * m['train_acc']:.2f}", "test acc (%)": f"{100 * m['test_acc']:.2f}", "test views": test_views(r),
             "macro P (%)": f"{100 * m['macro_precision']:.2f}", "macro R (%)": f"{100 * m['macro_recall']:.2f}", "macro F1 (%)": f"{100 * m['macro_f1']:.2f}",

@@ -24,7 +24,7 @@ from pathlib import Path
 import nbformat
 
 from .cli import positive_int
-from .config import PROFILES, make_config, resolve_profile
+from .config import PROFILES, RunConfig, make_config, recipe_fields, resolve_profile
 from .data import DATASETS
 from .devices import amp_dtype, amp_label, default_device, device_slug
 from .errors import DnicError
@@ -131,12 +131,25 @@ def batch_order(items: list[Planned]) -> list[Planned | None]:
     return [*items[:after_models], None, *items[after_models:]] if after_models else list(items)
 
 
+def trained_as_now(profile: str, cfg: RunConfig) -> bool:
+    """True when `profile` holds a record of cfg's run trained as cfg now says: its recipe, and its profile's sizes and epochs too."""
+    record = read_record(profile, cfg.run_name)
+    return record is not None and all(record["config"].get(f.name) == getattr(cfg, f.name) for f in recipe_fields())
+
+
+def notebook_done(item: Planned, out: Path, profile: str) -> bool:
+    """--skip-done's test: the executed notebook is this profile's and, for a model notebook, its run's record is trained as now."""
+    if not (out.is_file() and notebook_profile(out) == profile):
+        return False
+    return item.source != TEMPLATE or trained_as_now(profile, make_config(item.parameters["arch"], item.parameters["dataset"], profile))
+
+
 def run_seed(item: Planned, seed: int, profile: str, skip_done: bool) -> str:
     """Train one extra seed of a model notebook's run into a record of its own (no notebook); what happened, in a few words."""
     from .experiment import run
 
     cfg = make_config(item.parameters["arch"], item.parameters["dataset"], profile, seed=seed)
-    if skip_done and read_record(profile, cfg.run_name) is not None:
+    if skip_done and trained_as_now(profile, cfg):
         return f"record {cfg.run_name} exists, skipped (--skip-done)"
     run(cfg, os.environ.get("DNIC_DATA_DIR"))
     return f"record {cfg.run_name} written"
@@ -296,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="auto", help="smoke, quick, budget, full or auto (default; DNIC_PROFILE overrides)")
     parser.add_argument("--only", default="*", help="glob on notebook names, e.g. '*mnist*'")
     parser.add_argument("--start-at", default=None, help="skip the notebooks before this name (resume a batch run)")
-    parser.add_argument("--skip-done", action="store_true", help="skip notebooks whose executed copy in notebooks/ already has this profile")
+    parser.add_argument("--skip-done", action="store_true", help="skip notebooks whose executed copy in notebooks/ already has this profile "
+                        "(a model notebook: and a record of its run as the profile now trains it)")
     parser.add_argument("--stop-after", type=positive_int, default=None,
                         help="start no further notebook once this many seconds have passed (split a batch run across time-limited sessions)")
     parser.add_argument("--seeds", type=seed_list, default=None,
@@ -387,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
                 break
             out = output_path(root, item, profile, args.force)
             label = f"[{items.index(item) + 1}/{len(items)}] {item.name}"
-            if args.skip_done and out.is_file() and notebook_profile(out) == profile:
+            if args.skip_done and notebook_done(item, out, profile):
                 print(f"{label}: done in this profile, skipped (--skip-done)", flush=True)
                 continue
             task = (execute_timed, root, item, profile, out, args.timeout, deadline, label)

@@ -190,7 +190,7 @@ def test_best_records_leaves_out_runs_with_non_default_parameters() -> None:
     assert readme.best_records([custom]) == {}
 
 
-RESULT_COLUMNS = ["model", "profile", "size (MB)", "trainable params", "train loss", "test loss", "train acc (%)", "test acc (%)",
+RESULT_COLUMNS = ["model", "profile", "epochs", "size (MB)", "trainable params", "train loss", "test loss", "train acc (%)", "test acc (%)",
                   "test views", "macro P (%)", "macro R (%)", "macro F1 (%)", "MFLOPs/img", "train time (s)", "images/s", "CPU wait (%)", "device", "precision", "date"]
 
 
@@ -201,7 +201,7 @@ def test_results_table_has_one_row_per_architecture() -> None:
     assert list(table.columns) == RESULT_COLUMNS
     assert table["model"].tolist() == ["LeNet-5", "VGG16", "ResNet18"]  # registry order, one row each
     lenet = table.iloc[0]
-    assert lenet["profile"] == "quick"
+    assert lenet["profile"] == "quick" and lenet["epochs"] == "1"  # the epochs it trained: a profile's rows may mix while its batch reruns
     assert lenet["test acc (%)"] == "91.00" and lenet["trainable params"] == "61,706" and lenet["MFLOPs/img"] == "0.8"
     assert lenet["device"].startswith("CPU (") and lenet["precision"] == "fp32" and len(lenet["date"]) == 10
     assert lenet["CPU wait (%)"] == "—"  # an older record, from before the wait was measured

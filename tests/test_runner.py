@@ -20,7 +20,7 @@ import pytest
 from dnic_utils import readme, runner
 from conftest import REPO_ROOT as REPO
 from test_records import train_record
-from dnic_utils.config import PROFILES, make_config
+from dnic_utils.config import PROFILES, RunConfig, make_config
 from dnic_utils.devices import amp_dtype, amp_label, device_slug
 from dnic_utils.settings import project_root
 from dnic_utils.data import DATASETS
@@ -238,13 +238,36 @@ def fake_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, l
     return tmp_path, ran
 
 
+def write_run_record(cfg: RunConfig, **changes: object) -> None:
+    """A record of cfg's run whose config holds cfg's values, with `changes` applied (a run trained otherwise)."""
+    runner.write_record({**train_record(cfg.dataset, cfg.arch, cfg.profile), "name": cfg.run_name, "seed": cfg.seed,
+                         "config": {**cfg.to_dict(), **changes}})
+
+
 def test_skip_done_resumes_where_an_earlier_call_stopped(fake_batch: tuple[Path, list[str]], capsys: pytest.CaptureFixture) -> None:
     root, ran = fake_batch
-    write_notebook(root / "notebooks" / "100_mnist_lenet5.ipynb", "smoke")  # done in this profile
+    write_notebook(root / "notebooks" / "100_mnist_lenet5.ipynb", "smoke")  # done in this profile, with its run's record
+    write_run_record(make_config("lenet5", "mnist", "smoke"))
     write_notebook(root / "notebooks" / "101_mnist_lenet5.ipynb", "quick")  # another profile's: not done for smoke
     assert runner.main(["--profile", "smoke", "--jobs", "1", "--skip-done", "--force"]) == 0
     assert ran == ["101_mnist_lenet5", "102_mnist_lenet5"]
     assert "100_mnist_lenet5: done in this profile, skipped" in capsys.readouterr().out
+
+
+def test_skip_done_reruns_a_model_notebook_whose_record_the_profile_now_trains_otherwise(fake_batch: tuple[Path, list[str]]) -> None:
+    root, ran = fake_batch
+    cfg = make_config("lenet5", "mnist", "smoke")
+    write_notebook(root / "notebooks" / "100_mnist_lenet5.ipynb", "smoke")
+    write_run_record(cfg, epochs=cfg.epochs + 1)  # made before the profile's epochs changed: the same run name, other epochs
+    item = runner.plan()[0]
+    assert not runner.notebook_done(item, root / "notebooks" / "100_mnist_lenet5.ipynb", "smoke")
+    write_run_record(cfg, optimizer="adamw")  # or before the architecture's recipe changed (a recipe of its own keeps the name)
+    assert not runner.notebook_done(item, root / "notebooks" / "100_mnist_lenet5.ipynb", "smoke")
+    write_run_record(cfg, device="cuda", compile=True)  # where and how it ran do not matter
+    assert runner.notebook_done(item, root / "notebooks" / "100_mnist_lenet5.ipynb", "smoke")
+    (root / "results" / "smoke" / f"{cfg.run_name}.json").unlink()  # a notebook without its record is not done
+    assert runner.main(["--profile", "smoke", "--jobs", "1", "--skip-done", "--force"]) == 0
+    assert ran == ["100_mnist_lenet5", "101_mnist_lenet5", "102_mnist_lenet5"]
 
 
 def test_stop_after_starts_no_notebook_past_the_limit(fake_batch: tuple[Path, list[str]], capsys: pytest.CaptureFixture) -> None:
@@ -498,10 +521,12 @@ def test_run_seed_trains_the_seed_as_its_own_run_and_skip_done_skips_it(project_
     [cfg] = trained
     assert (cfg.arch, cfg.dataset, cfg.profile, cfg.seed) == ("lenet5", "mnist", "smoke", 1)
     assert cfg.run_name.startswith("mnist-lenet5-") and cfg.run_name != make_config("lenet5", "mnist", "smoke").run_name  # a record of its own
-    runner.write_record({**train_record(), "name": cfg.run_name, "seed": 1})
-    assert runner.run_seed(item, 1, "smoke", skip_done=True).endswith("skipped (--skip-done)") and len(trained) == 1
+    write_run_record(cfg, epochs=cfg.epochs + 1)  # trained as the profile no longer trains it: trained again
+    assert runner.run_seed(item, 1, "smoke", skip_done=True).endswith("written") and len(trained) == 2
+    write_run_record(cfg)
+    assert runner.run_seed(item, 1, "smoke", skip_done=True).endswith("skipped (--skip-done)") and len(trained) == 2
     runner.run_seed(item, 1, "smoke", skip_done=False)
-    assert len(trained) == 2
+    assert len(trained) == 3
 
 
 @pytest.fixture
