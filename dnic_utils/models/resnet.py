@@ -23,11 +23,12 @@ LOOK_FOR = (
 # ResNet50's and ResNet101's defaults for the fit loop's options (dnic_utils.config.RunConfig), chosen on MNIST's validation split in
 # the budget profile by benchmarks/recipe.py (benchmarks/RESULTS.md, seed 0, the --tag proxy records): on a 100-step proxy (12,800
 # images) the profile's SGD (Nesterov, 0.05 per 64 images) reached 50.68% (ResNet50) and 55.10% (ResNet101), AdamW (3e-3) 96.16%
-# and 96.66%, as it did for InceptionV3 and VGG19. ResNet18 keeps the profile's SGD (99.47% on MNIST's test set in one epoch), so
-# the ResNets differ in optimiser as well as depth.
+# and 96.66%, as it did for InceptionV3 and VGG19. ResNet18 keeps the profile's SGD, so the ResNets differ in optimiser as well as
+# depth.
 BOTTLENECK_RECIPE = {
     "optimizer": "adamw",
 }
+
 
 def _resnet(factory: Callable[..., nn.Module], num_classes: int, in_channels: int, image_size: int, zero_init: bool = False) -> nn.Module:
     """A torchvision ResNet; below 64 pixels the stem becomes a stride-1 3×3 conv without max-pooling."""
