@@ -294,6 +294,12 @@ def recipe_fields() -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(RunConfig) if f.metadata.get("recipe")]
 
 
+def same_recipe(record: dict, cfg: RunConfig) -> bool:
+    """True when a record was trained with exactly this configuration's recipe (every field that names a run, sizes and seed included)."""
+    wanted = cfg.to_dict()
+    return all(record["config"].get(f.name) == wanted[f.name] for f in recipe_fields())
+
+
 def field_default(f: dataclasses.Field) -> Any:
     """The value a field takes when nothing sets it: its declared default (for a per-architecture field, where the registry gives none)."""
     return f.metadata.get("default", f.default)

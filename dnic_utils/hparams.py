@@ -18,7 +18,7 @@ import pandas as pd
 import seaborn as sns
 
 from . import stats
-from .config import PROFILES, RunConfig, make_config, recipe_fields
+from .config import PROFILES, RunConfig, make_config, same_recipe
 from .data import Splits, load_splits
 from .errors import DnicError
 from .experiment import model_for_run, run
@@ -335,12 +335,6 @@ def sensitivity_figure(found: Search) -> plt.Figure:
     fig = axes.flat[0].figure
     fig.suptitle(f"{found.title}: validation accuracy against each hyper-parameter")
     return fig
-
-
-def same_recipe(record: dict, cfg: RunConfig) -> bool:
-    """True when a record was trained with exactly this configuration's recipe (every field that names a run, sizes and seed included)."""
-    wanted = cfg.to_dict()
-    return all(record["config"].get(f.name) == wanted[f.name] for f in recipe_fields())
 
 
 def reusable(record: dict | None, cfg: RunConfig) -> bool:

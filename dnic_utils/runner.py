@@ -24,7 +24,7 @@ from pathlib import Path
 import nbformat
 
 from .cli import positive_int
-from .config import PROFILES, RunConfig, make_config, recipe_fields, resolve_profile
+from .config import PROFILES, RunConfig, make_config, resolve_profile, same_recipe
 from .data import DATASETS
 from .devices import amp_dtype, amp_label, default_device, device_slug
 from .errors import DnicError
@@ -134,7 +134,7 @@ def batch_order(items: list[Planned]) -> list[Planned | None]:
 def trained_as_now(profile: str, cfg: RunConfig) -> bool:
     """True when `profile` holds a record of cfg's run trained as cfg now says: its recipe, and its profile's sizes and epochs too."""
     record = read_record(profile, cfg.run_name)
-    return record is not None and all(record["config"].get(f.name) == getattr(cfg, f.name) for f in recipe_fields())
+    return record is not None and same_recipe(record, cfg)
 
 
 def notebook_done(item: Planned, out: Path, profile: str) -> bool:

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from dnic_utils import hparams, train
-from dnic_utils.config import PROFILES, RunConfig, make_config
+from dnic_utils.config import PROFILES, RunConfig, make_config, same_recipe
 from dnic_utils.data import BatchLoader, load_splits
 from dnic_utils.hparams import StudySizes
 from dnic_utils.records import encode_predictions, make_record
@@ -296,8 +296,8 @@ def test_a_significant_difference_names_the_winner_either_way() -> None:
 def test_a_record_is_reused_only_with_the_same_recipe_and_its_predictions() -> None:
     cfg = make_config("lenet5", "mnist", "smoke")
     record = {"config": cfg.to_dict(), "predictions": {}}
-    assert hparams.same_recipe(record, cfg) and hparams.reusable(record, cfg)
-    assert not hparams.same_recipe({"config": {**cfg.to_dict(), "train_size": 7}}, cfg)
+    assert same_recipe(record, cfg) and hparams.reusable(record, cfg)
+    assert not same_recipe({"config": {**cfg.to_dict(), "train_size": 7}}, cfg)
     assert not hparams.reusable({**record, "config": {**cfg.to_dict(), "train_size": 7}}, cfg)
     assert not hparams.reusable({"config": cfg.to_dict()}, cfg)  # no test predictions: McNemar's test could not use it
     assert not hparams.reusable(None, cfg)
