@@ -15,6 +15,7 @@ from . import plots
 from .checkpoint import save_trained
 from .config import PROFILES, RunConfig
 from .data import Splits, dataset_title, load_splits
+from .data.batches import Augment
 from .data.splits import EVAL_BATCH, Loaders
 from .data.subsets import transfer_splits
 from .devices import amp_dtype, amp_label, cpu_wait, sched_times, wait_pct
@@ -101,6 +102,14 @@ def training_cpu_wait(history: list[dict]) -> float | None:
     return sum(w * row["train_time_s"] for w, row in zip(waits, history)) / sum(row["train_time_s"] for row in history)
 
 
+def run_loaders(splits: Splits, cfg: RunConfig) -> Loaders:
+    """The train, validation and test loaders of a run: the one place a run's loaders are built."""
+    augment = Augment(pad=cfg.translate, degrees=cfg.rotation, flip=splits.info.flip, alternate=cfg.alternate_flips) if cfg.augment else None
+    size = cfg.image_size
+    return Loaders(splits.loader("train", cfg.batch_size, cfg.device, train=True, augment=augment, seed=cfg.seed, image_size=size),
+                   splits.loader("val", EVAL_BATCH, cfg.device, image_size=size), splits.loader("test", EVAL_BATCH, cfg.device, image_size=size))
+
+
 def model_for_run(cfg: RunConfig, splits: Splits, loaders: Loaders) -> nn.Module:
     """The run's freshly built model on its device (channels_last), with any data-dependent weights set from training images."""
     info = splits.info
@@ -129,7 +138,7 @@ def run(cfg: RunConfig, data_dir: str | None = None, resume: bool = True, latenc
     source = load_source(cfg.source, cfg.arch, cfg.profile, len(info.classes)) if cfg.source else None
     if source:  # inputs normalised as the source's weights were trained
         splits.mean, splits.std = source.mean, source.std
-    loaders = splits.loaders(cfg)
+    loaders = run_loaders(splits, cfg)
     model = model_for_run(cfg, splits, loaders)
     transfer = apply_transfer(model, cfg, source) if source else None  # after any data-set weights: copied stages replace them
     reported = read_record(cfg.profile, name)

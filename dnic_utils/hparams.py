@@ -21,7 +21,7 @@ from . import stats
 from .config import PROFILES, RunConfig, make_config, same_recipe
 from .data import Splits, load_splits
 from .errors import DnicError
-from .experiment import model_for_run, run
+from .experiment import model_for_run, run, run_loaders
 from .models import model_spec
 from .records import make_record, read_record, test_predictions, write_record
 from .train import fit, seed_everything
@@ -102,7 +102,7 @@ def search_splits(dataset: str, sizes: StudySizes, data_dir: str | None = None) 
 def score(cfg: RunConfig, splits: Splits, on_epoch: Callable[[dict], None] | None = None) -> float:
     """Train one trial from its seed and return the validation accuracy of its selected epoch; on_epoch sees each epoch's row."""
     seed_everything(cfg.seed)
-    loaders = splits.loaders(cfg)
+    loaders = run_loaders(splits, cfg)
     model = model_for_run(cfg, splits, loaders)
     with tempfile.TemporaryDirectory(prefix="dnic-trial-") as folder:  # a trial's checkpoint is of no use once it has ended
         result = fit(model, loaders.train, loaders.val, cfg, Path(folder), resume=False, data_id=splits.data_id, on_epoch=on_epoch)

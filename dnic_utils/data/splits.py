@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -14,9 +13,6 @@ from ..errors import DnicError
 from .batches import Augment, BatchLoader
 from .datasets import DatasetInfo, dataset_info
 from .sources import load_raw
-
-if TYPE_CHECKING:
-    from ..config import RunConfig
 
 SPLIT_SEED = 0  # the validation split and the subsets are the same for every run and seed
 EVAL_BATCH = 512  # validation and test batches: no gradients, so larger than training's
@@ -99,13 +95,6 @@ class Splits:
         x, y = getattr(self, f"{part}_x"), getattr(self, f"{part}_y")
         return BatchLoader(x, y, batch_size, self.mean, self.std, device=device, channels_last=True, shuffle=train, seed=seed,
                            augment=augment if train else None, drop_last=train and len(y) > batch_size, image_size=image_size)
-
-    def loaders(self, cfg: RunConfig) -> Loaders:
-        """The train, validation and test loaders of a run: the one place a run's loaders are built."""
-        augment = Augment(pad=cfg.translate, degrees=cfg.rotation, flip=self.info.flip, alternate=cfg.alternate_flips) if cfg.augment else None
-        size = cfg.image_size
-        return Loaders(self.loader("train", cfg.batch_size, cfg.device, train=True, augment=augment, seed=cfg.seed, image_size=size),
-                       self.loader("val", EVAL_BATCH, cfg.device, image_size=size), self.loader("test", EVAL_BATCH, cfg.device, image_size=size))
 
 
 @dataclass
