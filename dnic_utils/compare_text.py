@@ -99,12 +99,6 @@ def verdict(pairs: pd.DataFrame, x: str, y: str, alpha: float = ALPHA) -> str:
     return f"{a} and {b} are indistinguishable on this test set ({detail} ≥ {alpha:g})."
 
 
-def verdicts(pairs: pd.DataFrame, alpha: float = ALPHA) -> list[str]:
-    """A sentence per tested pair: the significant ones ('beats') first, by corrected p-value."""
-    ordered = pairs.sort_values(["significant", "p_holm"], ascending=[False, True])
-    return [verdict(pairs, row.a, row.b, alpha) for row in ordered.itertuples()]
-
-
 def neighbour_verdicts(table: pd.DataFrame, pairs: pd.DataFrame, alpha: float = ALPHA) -> list[str]:
     """A sentence per pair of neighbours in the accuracy ranking: does each model differ from the next one down?"""
     ranking = list(table.sort_values("acc", ascending=False).index)

@@ -16,12 +16,14 @@ import sys
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import Trained, load_trained
 from .cli import refuse
 from .config import PROFILES
 from .data import dataset_info, dataset_title, load_splits
+from .data.subsets import transfer_splits
 from .devices import device_label
 from .errors import DnicError
 from .files import atomic_write_bytes
@@ -67,9 +69,12 @@ def onnx_bytes(trained: Trained) -> bytes:
 @torch.inference_mode()
 def parity(trained: Trained, session: object, images: torch.Tensor, labels: torch.Tensor) -> dict:
     """PyTorch (Trained.preprocess, then the model, fp32) against onnxruntime on the same uint8 images: agreement, largest logit gap, accuracy."""
-    ours, theirs = [], []
+    ours, theirs, size = [], [], trained.meta["image_size"]
     for start in range(0, len(images), PARITY_BATCH):
-        batch = images[start : start + PARITY_BATCH].contiguous()
+        batch = images[start : start + PARITY_BATCH]
+        if batch.shape[-1] != size:  # a run trained on resized inputs (image_size): the graph takes images resized to its size beforehand
+            batch = F.interpolate(batch.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True).round_().to(torch.uint8)
+        batch = batch.contiguous()
         ours.append(trained.model(trained.preprocess(batch)).float())
         theirs.append(torch.from_numpy(session.run(None, {INPUT: batch.numpy()})[0]))
     a, b = torch.cat(ours), torch.cat(theirs)
@@ -124,7 +129,9 @@ def export_run(run: str, profile: str | None = None, out: Path | None = None, da
     trained = load_trained(run, profile)
     meta, cfg = trained.meta, trained.meta["config"]
     record = source_record(meta)
-    splits = load_splits(meta["dataset"], cfg["train_size"], cfg["val_size"], cfg["test_size"], data_dir)
+    # the test images and labels as the run saw them: one half of a class split, grey images made RGB (its size: in parity)
+    splits = transfer_splits(load_splits(meta["dataset"], cfg["train_size"], cfg["val_size"], cfg["test_size"], data_dir),
+                             cfg.get("classes"), None, cfg.get("grey_as_rgb", False))
     onnx = onnx_bytes(trained)
     check = parity(trained, session_from_bytes(onnx), splits.test_x, splits.test_y)
     check["test_set"] = f"{dataset_title(splits.info, splits.source)}: {len(splits.test_y):,} test images, sha256 {splits.source.get('sha256')}"
@@ -134,7 +141,7 @@ def export_run(run: str, profile: str | None = None, out: Path | None = None, da
                         "nothing was written; report it with the architecture and the torch and onnxscript versions.")
     source = {"run": meta["run_name"], "profile": meta["profile"], "record": f"results/{meta['profile']}/{meta['run_name']}.json",
               "git_commit": record["git_commit"], "device": device_label(record["device"]), "created": record["created"],
-              "epoch": meta["epoch"], "tta": cfg.get("tta", "flip" if cfg.get("flip_tta") else "off")}
+              "epoch": meta["epoch"], "tta": cfg.get("tta", "off")}
     # the card's accuracy is the exported graph's own (one pass per image); the record's may average test-time views (source.tta)
     source["test_acc"] = record["metrics"]["test_acc"]
     source["val_acc"] = record["metrics"].get("best_val_acc")  # what a deployment chooses by: never the test accuracy

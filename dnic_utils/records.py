@@ -17,6 +17,7 @@ import torch
 
 from .config import PROFILES
 from .devices import device_info
+from .errors import DnicError
 from .files import atomic_write_bytes
 from .settings import checkout, project_root
 
@@ -89,6 +90,9 @@ def validate_record(record: dict) -> None:
         raise ValueError(f"run record lacks {', '.join(missing)}")
     if not isinstance(record["profile"], str) or record["profile"] not in PROFILES:
         raise ValueError(f"run record has unknown profile {record['profile']!r}")
+    wrong = [k for k in ("config", "metrics") if not isinstance(record[k], dict)]
+    if wrong:
+        raise ValueError(f"run record's {' and '.join(wrong)} is not a JSON object")
     if record["kind"] == "train":
         missing = [k for k in TRAIN_METRICS if k not in record["metrics"]] + [k for k in ("arch", "dataset") if k not in record["config"]]
         if missing:
@@ -128,9 +132,14 @@ def encode_predictions(y_true: torch.Tensor, y_pred: torch.Tensor, confidence: t
 def test_predictions(record: dict) -> dict[str, np.ndarray]:
     """The per-image test labels, predictions and confidences of a training record, decoded."""
     blob = record["predictions"]
-    out = {k: np.frombuffer(base64.b64decode(blob[k]), dtype=np.dtype(dt_).newbyteorder("<")) for k, dt_ in PREDICTION_DTYPES.items()}
-    if any(len(v) != blob["count"] for v in out.values()):
-        raise ValueError(f"record {record.get('name')!r} has predictions of inconsistent lengths")
+    try:
+        out = {k: np.frombuffer(base64.b64decode(blob[k]), dtype=np.dtype(dt_).newbyteorder("<")) for k, dt_ in PREDICTION_DTYPES.items()}
+        whole = all(len(v) == blob["count"] for v in out.values())
+    except (KeyError, TypeError, ValueError):  # a missing array, or not base64 of whole items
+        whole = False
+    if not whole:
+        raise DnicError(f"Run record {record.get('name')!r} ({record.get('profile')}) has damaged per-image test predictions.",
+                        "run its notebook again to rewrite the record (python -m dnic_utils.runner --only '<notebook>').")
     return out
 
 

@@ -28,6 +28,7 @@ from .config import PROFILES, RunConfig, make_config, resolve_profile, same_reci
 from .data import DATASETS
 from .devices import amp_dtype, amp_label, default_device, device_slug
 from .errors import DnicError
+from .files import atomic_write_bytes
 from .models import REGISTRY, model_spec
 from .onnx_model import find_cards
 from .readme import architecture_table, models_table, notebook_index, profile_table, readme_tables, replaced_rows, runtime_table, update_readme
@@ -234,9 +235,8 @@ def execute(root: Path, item: Planned, profile: str, out: Path, timeout: int | N
     for key in ("input_path", "output_path"):  # papermill stores absolute paths; keep machine paths out of the repo
         if key in nb.metadata.get("papermill", {}):
             nb.metadata.papermill[key] = os.path.relpath(nb.metadata.papermill[key], root)
-    nbformat.write(nb, work)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(work, out)
+    atomic_write_bytes(out, nbformat.writes(nb).encode())
+    work.unlink()
 
 
 def execute_timed(root: Path, item: Planned, profile: str, out: Path, timeout: int | None, deadline: float | None,

@@ -36,7 +36,7 @@ def test_every_beats_sentence_has_a_significant_corrected_test_behind_it(trio: c
     records = [record(a, correct=correct_first(n)) for a, n in zip(REGISTRY, (195, 190, 120, 189, 60, 150, 150, 149, 30, 100, 110, 180, 175, 170))]
     for selection in (trio, compare.select(records, "cifar10", "quick")):
         table, pairs = compare.summary(selection, resamples=200), compare.significance(selection)
-        text = "\n".join(compare_text.verdicts(pairs)) + "\n" + compare_text.critical_analysis(selection, table, pairs)
+        text = "\n".join(compare_text.verdict(pairs, row.a, row.b) for row in pairs.itertuples()) + "\n" + compare_text.critical_analysis(selection, table, pairs)
         assert claims(text), "the fixture should produce at least one significant difference"
         for winner, loser in claims(text):
             correct = {run.title: np.asarray(compare._correct(run.default)) for run in selection.runs.values()}

@@ -65,6 +65,18 @@ def test_export_matches_pytorch_on_the_whole_test_set_and_writes_the_card(traine
     assert model.logits(test_x[:1].numpy()).shape == (1, 10) and model.logits(test_x[:7].numpy()).shape == (7, 10)
 
 
+def test_a_run_on_half_the_classes_grey_made_rgb_and_resized_exports_with_its_own_test_images(
+        project_dir: Path, fixture_data: Path) -> None:
+    """The parity test set is the run's: its five classes, RGB 32×32 made from grey, then resized to the run's input size."""
+    cfg = make_config("lenet5", "mnist", profile="smoke", classes="random:A", grey_as_rgb=True, image_size=36)
+    record = run(cfg, data_dir=str(fixture_data)).record
+    assert export.main([cfg.run_name, "--data-dir", str(fixture_data)]) == 0
+    card = json.loads((project_dir / "results" / "smoke" / "models" / f"{cfg.run_name}.json").read_text())
+    p = card["parity"]
+    assert card["input"]["shape"] == ["batch", 3, 36, 36] and len(card["classes"]) == 5
+    assert p["images"] == record["data"]["sizes"]["test"] < 100 and p["same_argmax"] == p["images"]  # only the test images of its classes
+
+
 def test_a_parity_failure_writes_nothing(trained_run: dict, project_dir: Path, fixture_data: Path, monkeypatch: pytest.MonkeyPatch,
                                          capsys: pytest.CaptureFixture) -> None:
     monkeypatch.setattr(export, "TOLERANCE", -1.0)  # no difference passes: as if the graph computed something else

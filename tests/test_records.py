@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 
 from dnic_utils import files, readme, records
 from dnic_utils.errors import DnicError
@@ -81,6 +82,32 @@ def test_validate_record_rejects_an_unknown_profile(project_dir: Path) -> None:
     with pytest.raises(ValueError):
         write_record(rec)
     assert not (project_dir / "results").exists()
+
+
+@pytest.mark.parametrize("key", ["config", "metrics"])
+def test_a_record_whose_config_or_metrics_is_not_an_object_is_left_out_naming_it(project_dir: Path, key: str) -> None:
+    good = write_record(train_record())
+    bad = {**train_record("fashion_mnist"), key: 3}
+    (good.parent / "fashion_mnist-lenet5.json").write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match=f"{key} is not a JSON object"):
+        validate_record(bad)
+    with pytest.warns(UserWarning, match="fashion_mnist-lenet5.json"):
+        assert [r["name"] for r in load_records()] == ["mnist-lenet5"]
+
+
+@pytest.mark.parametrize("damage", ["short", "missing", "not base64"])
+def test_damaged_predictions_raise_an_error_that_names_the_record_and_the_fix(damage: str) -> None:
+    rec = train_record()
+    rec["predictions"] = records.encode_predictions(torch.tensor([1, 0, 1]), torch.tensor([1, 1, 1]), torch.tensor([0.9, 0.6, 0.8]))
+    assert records.test_predictions(rec)["y_pred"].tolist() == [1, 1, 1]
+    if damage == "short":
+        rec["predictions"]["count"] = 4
+    elif damage == "missing":
+        del rec["predictions"]["confidence"]
+    else:
+        rec["predictions"]["y_true"] = "%%%"
+    with pytest.raises(DnicError, match="mnist-lenet5.*damaged(?s:.*)runner --only"):
+        records.test_predictions(rec)
 
 
 def test_write_is_atomic_when_the_rename_fails(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
