@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from . import stats
-from .config import PROFILES, RunConfig, field_default, recipe_fields, tta_views, views_label
+from .config import PROFILES, RunConfig, field_default, number, recipe_fields, tta_views, views_label, whole
 from .data import dataset_info
 from .devices import device_label, wait_pct
 from .errors import DnicError
@@ -165,6 +165,7 @@ def _correct(record: dict) -> np.ndarray | None:
 
 def summary(selection: Selection, resamples: int = 2000) -> pd.DataFrame:
     """One row per architecture, numbers only: accuracy over seeds with its bootstrap interval, F1, costs, speed, device, precision."""
+    whole(1)("bootstrap_resamples", resamples)
     largest = [max(map(int, r.default["metrics"]["latency_ms"])) for r in selection.runs.values() if r.default["metrics"].get("latency_ms")]
     top = Counter(largest).most_common(1)[0][0] if largest else LATENCY_LOW  # the profile's larger latency batch, as most records have it
     rows = []
@@ -264,6 +265,7 @@ def training_curves(selection: Selection) -> pd.DataFrame:
 
 def significance(selection: Selection, alpha: float = ALPHA) -> pd.DataFrame:
     """McNemar's test for every pair of default runs with predictions on the same test images, Holm-corrected over the pairs."""
+    number(0, 1, low_open=True)("alpha", alpha)
     predictions = {run.title: test_predictions(run.default) for run in selection.runs.values() if "predictions" in run.default}
     rows = []
     for a, b in itertools.combinations(predictions, 2):

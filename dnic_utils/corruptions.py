@@ -14,6 +14,7 @@ import torchvision.transforms.v2.functional as F
 from scipy.stats import binomtest
 
 from .checkpoint import Trained, load_trained
+from .config import optional, whole
 from .data import load_raw
 from .devices import default_device
 from .errors import DnicError
@@ -153,7 +154,8 @@ def cached_evaluate(run: str, trained: Trained, profile: str, images: torch.Tens
 
     The inputs are the checkpoint, the images and the corruptions: the study costs minutes on a CPU once per checkpoint, then seconds.
     """
-    key = {"run": run, "checkpoint_sha256": file_sha256(checkpoint_dir(profile, run) / "best.pt"), "images": len(images), "subset_seed": 0,
+    key = {"run": run, "checkpoint_sha256": file_sha256(checkpoint_dir(profile, run) / "best.pt"), "data_sha256": data.get("sha256"),
+           "images": len(images), "subset_seed": 0,
            "noise_seed": NOISE_SEED, "levels": {c.name: list(c.levels) for c in CORRUPTIONS.values()}}
     cached = read_record(profile, f"robustness-{run}")
     if cached and cached["config"] == key:
@@ -171,6 +173,7 @@ def study(runs: dict[str, str], profile: str, dataset: str, count: int | None, d
 
     `profile` is the compared runs'; the images are a seeded subset of the test set of `count` images (None: IMAGES[profile]).
     """
+    optional(whole(1))("corruption_images", count)
     models, skipped = load_models(runs, profile)
     if not models:
         return robustness({}, torch.empty(0), torch.empty(0)), skipped, (

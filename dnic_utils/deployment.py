@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from PIL import Image
 
 from . import plots
 from .checkpoint import Trained, load_trained
+from .config import number, whole
 from .data import dataset_info, load_raw
 from .errors import DnicError
 from .export import export_run
@@ -72,6 +74,7 @@ class Deployment:
     @torch.inference_mode()
     def latency(self, batches: tuple[int, ...] = (1, 64), repeats: int = 20) -> pd.DataFrame:
         """Median time per batch of onnxruntime and (with a checkpoint) PyTorch eager, both from uint8 images, normalisation included."""
+        whole(1)("repeats", repeats)
         rng = np.random.default_rng(0)
         rows = []
         for batch in batches:
@@ -139,6 +142,7 @@ def export_val_acc(card: dict) -> float:
 
 def prepare(dataset: str, profile: str, max_size_mb: float, data_dir: str | None) -> Deployment:
     """Export the best model of the dataset whose checkpoint is here (this profile, at most max_size_mb), else use the best committed export."""
+    number(0, math.inf, low_open=True)("max_size_mb", max_size_mb)
     title = dataset_info(dataset).title
     found = candidates(dataset, profile, max_size_mb)
     threads = torch.get_num_threads()  # the same threads as PyTorch, for a fair comparison

@@ -20,7 +20,7 @@ from .data.splits import EVAL_BATCH, Loaders
 from .data.subsets import transfer_splits
 from .devices import amp_dtype, amp_label, cpu_wait, sched_times, wait_pct
 from .metrics import classification_metrics, inference_latency, per_class_report
-from .models import build_model, model_cost, model_fingerprint, model_spec
+from .models import build_model, model_cost, model_fingerprint, model_size, model_spec
 from .records import encode_predictions, git_commit, make_record, read_record, write_record
 from .settings import checkpoint_dir
 from .train import evaluate, fit, seed_everything
@@ -178,6 +178,7 @@ def run(cfg: RunConfig, data_dir: str | None = None, resume: bool = True, latenc
         "amp": amp_label(amp),
         "tta": cfg.tta,
         **model_cost(cfg.arch, len(info.classes), info.channels, size),
+        **model_size(model),  # as trained: stages a transfer run froze are not trainable
     }
     record = make_record("train", name, cfg.profile, cfg.to_dict(), metrics, device=cfg.device, data=data, seed=cfg.seed,
                          wall_time_s=time.perf_counter() - start, history=history, curve=fitted.curve, arch_title=spec.title, checkpoint_id=fitted.run_id,

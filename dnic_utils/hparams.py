@@ -18,7 +18,7 @@ import pandas as pd
 import seaborn as sns
 
 from . import stats
-from .config import PROFILES, RunConfig, make_config, same_recipe
+from .config import PROFILES, RunConfig, make_config, number, same_recipe
 from .data import Splits, load_splits
 from .errors import DnicError
 from .experiment import model_for_run, run, run_loaders
@@ -377,6 +377,7 @@ def test_text(found: Search, runs: dict[str, dict], alpha: float = 0.05) -> str:
 
     It says the chosen setting beats the default recipe (or the reverse) only where the test is significant at alpha.
     """
+    number(0, 1, low_open=True)("alpha", alpha)
     title, default = found.title, runs["default recipe"]
     acc = 100 * default["metrics"]["test_acc"]
     n = default["data"]["sizes"]["test"]

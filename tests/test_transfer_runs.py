@@ -72,6 +72,8 @@ def test_a_transfer_run_copies_and_freezes_stages_and_records_its_provenance(sou
     assert (entry["cut"], entry["frozen_stages"], exp.record["config"]["classes"]) == (3, 2, "random:B")
     held = [p for s in exp.model.stages[:2] for p in s.parameters()]
     assert not any(p.requires_grad for p in held) and 0 < entry["frozen_params"] <= sum(p.numel() for p in held)  # some were frozen by design
+    m = exp.record["metrics"]
+    assert m["trainable_params"] == sum(p.numel() for p in exp.model.parameters() if p.requires_grad) < m["params"]  # as trained: frozen ones out
     src, out = source.model.state_dict(), exp.model.state_dict()
     frozen = [k for k in out if k.split(".")[0] in ("0", "1")]
     assert frozen and all(torch.equal(out[k].cpu(), src[k].cpu()) for k in frozen)  # weights and batch-norm statistics of the frozen stages
