@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .data import dataset_info
+from .data.splits import val_size_range
 from .data.subsets import CLASS_SUBSETS
 from .devices import AMP_MODES, checked_device
 from .errors import DnicError
@@ -254,9 +255,11 @@ class RunConfig:
         if self.tta == "flip" and not info.flip:
             raise DnicError(f"Flip test-time augmentation does not suit {info.title}: its training never sees mirrored images "
                             "(flips are off for it).", "set `tta` to 'off' or 'multiview' (which mirrors only where flips keep the label).")
-        if self.val_size >= info.sizes[0]:
-            raise DnicError(f"`val_size` {self.val_size:,} leaves no training images: {info.title} has {info.sizes[0]:,}, and the validation "
-                            "split is carved from them.", f"set `val_size` below {info.sizes[0]:,} (or None for the profile's {prof.val_size:,}).")
+        low, high = val_size_range(info, info.sizes[0])
+        if not low <= self.val_size <= high:
+            raise DnicError(f"`val_size` {self.val_size:,} does not fit {info.title}'s {info.sizes[0]:,} training images, from which the "
+                            "validation split is carved (at least one image per class, and ten per class left for training).",
+                            f"set `val_size` between {low} and {high:,} (or None for the profile's {prof.val_size:,}).")
         available = min(self.train_size or info.sizes[0], info.sizes[0] - self.val_size)
         if self.batch_size > available:
             raise DnicError(f"`batch_size` {self.batch_size:,} is larger than the {available:,} training images of this run.",

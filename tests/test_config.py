@@ -195,9 +195,11 @@ def test_batch_size_is_bounded_by_the_training_images() -> None:
 
 
 def test_a_validation_split_as_large_as_the_training_set_names_val_size() -> None:
-    with pytest.raises(DnicError) as err:
-        make_config("lenet5", "mnist", profile="smoke", val_size=60_000)
-    assert "`val_size` 60,000 leaves no training images" in str(err.value) and "below 60,000" in str(err.value)
+    for val_size in (60_000, 59_901, 5):
+        with pytest.raises(DnicError) as err:
+            make_config("lenet5", "mnist", profile="smoke", val_size=val_size)
+        assert f"`val_size` {val_size:,} does not fit MNIST's 60,000 training images" in str(err.value) and "between 10 and 59,900" in str(err.value)
+    assert make_config("lenet5", "mnist", profile="smoke", val_size=59_900).val_size == 59_900
 
 
 def test_the_derived_learning_rate_is_checked_like_a_given_one() -> None:

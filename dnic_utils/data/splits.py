@@ -45,9 +45,14 @@ def _stratified_subset(labels: torch.Tensor, size: int | None) -> np.ndarray:
     return np.sort(keep)
 
 
+def val_size_range(info: DatasetInfo, train_images: int) -> tuple[int, int]:
+    """The smallest and largest validation split of a training set: one image per class, and ten per class left for training."""
+    return len(info.classes), train_images - 10 * len(info.classes)
+
+
 def validation_split(info: DatasetInfo, labels: torch.Tensor, val_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Sorted (train, validation) indices of the fixed stratified validation split of a training set."""
-    low, high = len(info.classes), len(labels) - 10 * len(info.classes)
+    low, high = val_size_range(info, len(labels))
     if not low <= val_size <= high:
         raise DnicError(
             f"A validation split (`val_size`) of {val_size} images does not fit the {len(labels):,} training images of {info.title}.",
