@@ -84,6 +84,14 @@ def test_output_path_replaces_lower_or_unknown_notebooks(tmp_path: Path, item: r
         assert runner.output_path(tmp_path, item, profile, force=False) == target
 
 
+def test_each_fixed_notebooks_own_title_is_the_one_the_plan_gives_it() -> None:
+    """The README's notebook index takes the plan's titles: a notebook renamed in its first cell and not in the plan fails here."""
+    for item in runner.plan():
+        if item.source != runner.TEMPLATE:
+            first = nbformat.read(REPO / item.source, as_version=4).cells[0].source.splitlines()[0]
+            assert first == item.title, item.name
+
+
 def test_materialise_fills_in_the_title(tmp_path: Path, item: runner.Planned) -> None:
     source = REPO / runner.TEMPLATE
     (tmp_path / runner.TEMPLATE).parent.mkdir(parents=True)
