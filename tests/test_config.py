@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import json
 import re
 
 import pytest
 import torch
 
+from conftest import REPO_ROOT
 from dnic_utils import report
-from dnic_utils.config import PARAMETERS, PROFILES, RunConfig, from_parameters, make_config, quiet_default, recipe_fields, resolve_profile
+from dnic_utils.config import PARAMETERS, PROFILES, RunConfig, field_default, from_parameters, make_config, quiet_default, recipe_fields, resolve_profile
 from dnic_utils.errors import DnicError
 from dnic_utils.models import REGISTRY, model_spec
 
@@ -274,3 +277,28 @@ def test_a_bad_value_for_a_per_architecture_option_names_it() -> None:
         make_config("resnet18", "cifar10", profile="smoke", bias_lr=0)
     with pytest.raises(DnicError, match="tta"):
         make_config("fastnet", "cifar10", profile="smoke", tta="ten-crop")
+
+
+def test_the_model_templates_parameters_cell_gives_runconfigs_defaults() -> None:
+    """The template's values and its '[default]' comments are RunConfig's: a default changed in config.py and not there fails here."""
+    cells = json.loads((REPO_ROOT / "notebooks" / "templates" / "model.ipynb").read_text())["cells"]
+    source = "".join(next(c for c in cells if "parameters" in c["metadata"].get("tags", []))["source"])
+    fields = RunConfig.__dataclass_fields__
+    checked = 0
+    for line in source.splitlines():
+        match = re.match(r"(\w+) = ([^#]+?)\s*(?:#.*?)?(?:\[([^\]]+)\])?$", line)
+        if not match or match[1] not in PARAMETERS[3:]:  # arch, dataset and profile have no default to hold it to
+            continue
+        name, value, bracket = match[1], ast.literal_eval(match[2]), match[3]
+        default = field_default(fields[name])
+        if value is not None:
+            assert value == default, f"{name} = {value!r} in the template, {default!r} in RunConfig"
+            checked += 1
+        if bracket and name != "translate":  # translate's default depends on the image size, as its comment says
+            try:
+                shown = ast.literal_eval(bracket)
+            except (ValueError, SyntaxError):
+                shown = bracket
+            assert shown == default, f"{name}: [{bracket}] in the template, {default!r} in RunConfig"
+            checked += 1
+    assert checked >= 15  # the cell's fixed values and bracketed defaults were all read
