@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import io
 import math
-import statistics
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
@@ -22,6 +19,7 @@ from .config import number, whole
 from .data import dataset_info, load_raw
 from .errors import DnicError
 from .export import export_run
+from .metrics import median_ms
 from .onnx_model import OnnxModel, find_cards, load_model
 from .records import load_records
 from .settings import checkpoint_dir
@@ -38,18 +36,6 @@ def candidates(dataset: str, profile: str, max_size_mb: float) -> list[dict]:
                and not r["config"].get("variant") and r["metrics"]["size_mb"] <= max_size_mb
                and (checkpoint_dir(profile, r["name"]) / "best.pt").is_file()]
     return sorted(records, key=lambda r: -r["metrics"]["best_val_acc"])
-
-
-def median_ms(step: Callable[[], object], repeats: int) -> float:
-    """Median wall time of `step` in milliseconds over `repeats` calls, after two warm-up calls."""
-    for _ in range(2):
-        step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
 
 
 @dataclass

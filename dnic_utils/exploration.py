@@ -12,7 +12,7 @@ import torch
 
 from . import plots
 from .config import PROFILES
-from .data import DatasetInfo, RawData, channel_stats, dataset_info, dataset_title, load_raw, validation_split
+from .data import DATASETS, DatasetInfo, RawData, channel_stats, dataset_info, dataset_title, load_raw, validation_split
 from .devices import default_device
 from .records import make_record, write_record
 
@@ -105,5 +105,8 @@ def discussion(stats: pd.DataFrame) -> str:
         means = ", ".join(f"{c} {m:.4f}" for c, m in train["mean"].droplevel("dataset").items())
         lines.append(f"- **{dataset}**: training mean {means}; train and test means differ by at most {gap:.4f}, "
                      "so normalising with training statistics suits the test set too.")
-    lines.append("- Digits are never flipped during augmentation (a mirrored 2 is not a 2); Fashion-MNIST and CIFAR-10 are.")
+    flipped = [info.title for info in DATASETS.values() if info.flip]
+    kept = [info.title for info in DATASETS.values() if not info.flip]
+    lines.append(f"- Training augmentation mirrors the images of {' and '.join(flipped) or 'no dataset'}; never those of "
+                 f"{' and '.join(kept) or 'any'}, whose labels a mirror would change (a mirrored 2 is not a 2).")
     return "\n".join(lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -48,13 +49,24 @@ def inference_latency(model: nn.Module, shape: tuple[int, int, int], batch_size:
     """Median wall time in milliseconds of one forward pass over a batch of the given size."""
     model.eval()
     x = torch.randn(batch_size, *shape, device=device)
-    times = []
-    for i in range(repeats + 1):
-        synchronize(device)
-        start = time.perf_counter()
+
+    def forward() -> None:
+        """One pass, waited for on an accelerator."""
         with autocast(device, amp):
             model(x)
         synchronize(device)
-        if i:  # the first pass warms up
-            times.append(time.perf_counter() - start)
+
+    synchronize(device)
+    return median_ms(forward, repeats, warmup=1)
+
+
+def median_ms(step: Callable[[], object], repeats: int, warmup: int = 2) -> float:
+    """Median wall time of `step` in milliseconds over `repeats` calls, after `warmup` calls."""
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
     return float(np.median(times) * 1000)

@@ -22,7 +22,7 @@ from .devices import amp_dtype, autocast, is_cuda, sched_span, sched_times, sync
 from .models import model_fingerprint
 from .records import utc_now
 from .settings import quiet
-from .transfer.stages import max_cut, stages_of
+from .transfer.stages import run_cut, stages_of
 
 
 def seed_everything(seed: int) -> None:
@@ -36,8 +36,7 @@ def copied_params(model: nn.Module, cfg: RunConfig) -> set[int]:
     """The ids of the parameters in the stages a transfer run copies from its source (none without one)."""
     if cfg.source is None:
         return set()
-    n = max_cut(model) if cfg.cut is None else cfg.cut
-    return {id(p) for stage in stages_of(model)[:n] for p in stage.parameters()}
+    return {id(p) for stage in stages_of(model)[:run_cut(model, cfg.cut)] for p in stage.parameters()}
 
 
 def make_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:

@@ -18,7 +18,7 @@ from ..errors import DnicError
 from ..files import file_sha256
 from ..settings import checkpoint_dir
 from .sources import SOURCES, load_pretrained
-from .stages import check_cut, copy_stages, freeze_stages, max_cut
+from .stages import copy_stages, freeze_stages, run_cut
 
 if TYPE_CHECKING:
     from ..config import RunConfig
@@ -59,7 +59,7 @@ def load_source(source: str, arch: str, profile: str, num_classes: int) -> Sourc
 
 def apply_transfer(model: nn.Module, cfg: RunConfig, source: Source) -> dict:
     """Copy the first `cut` stages (all but the head when None) from the source and freeze the first `freeze`; return the record's entry."""
-    cut = check_cut(model, max_cut(model) if cfg.cut is None else cfg.cut)
+    cut = run_cut(model, cfg.cut)
     if cfg.freeze > cut:
         raise DnicError(f"`freeze` {cfg.freeze} is more stages than the {cut} copied: frozen stages must hold copied weights.",
                         f"set `freeze` to at most {cut}.")

@@ -28,6 +28,11 @@ def max_cut(model: nn.Module) -> int:
     return len(stages_of(model)) - 1
 
 
+def run_cut(model: nn.Module, cut: int | None) -> int:
+    """The stages a transfer run copies: its `cut`, checked, or every stage but the head when None."""
+    return check_cut(model, max_cut(model) if cut is None else cut)
+
+
 def check_cut(model: nn.Module, n: object) -> int:
     """n itself when it is a whole number from 0 to the net's depth (its stages less the head), else a clear error."""
     deepest = max_cut(model)
