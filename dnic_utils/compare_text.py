@@ -11,7 +11,7 @@ from scipy import stats as scipy_stats
 
 from . import stats
 from .compare import ALPHA, COSTS, Selection, front_names, seed_table
-from .config import quiet_default
+from .config import quiet_default, training_recipe_fields
 from .data import dataset_info
 from .devices import wait_pct
 from .models import REGISTRY, model_spec
@@ -211,14 +211,10 @@ def _training_cost(table: pd.DataFrame, x: str, y: str) -> str:
             f"{int(table.loc[x, 'train_images']):,} images against {int(table.loc[y, 'epochs'])} on {int(table.loc[y, 'train_images']):,})")
 
 
-NOT_RECIPE = {"arch", "dataset", "profile", "device", "compile", "variant", "seed", "epochs", "batch_size", "lr", "train_size", "val_size",
-              "test_size", "patience"}  # what the profile or the run decides, not the training recipe
-
-
 def _recipe_gap(selection: Selection, x: str, y: str) -> str:
     """'' when the default runs of architectures x and y share one recipe, else a sentence naming the fields in which they differ."""
     a, b = (selection.runs[arch].default["config"] for arch in (x, y))
-    differ = [k for k in sorted((set(a) | set(b)) - NOT_RECIPE) if a.get(k) != b.get(k)]
+    differ = [k for k in sorted(training_recipe_fields()) if (k in a or k in b) and a.get(k) != b.get(k)]
     if not differ:
         return ""
     fields = ", ".join(f"{k.replace('_', ' ')} {a.get(k)} against {b.get(k)}" for k in differ)
@@ -250,7 +246,7 @@ def _depthwise(selection: Selection, table: pd.DataFrame, pairs: pd.DataFrame, a
 def recipe_text(selection: Selection) -> str:
     """Whether the compared runs share one training recipe (and which), or in which fields their recipes differ, from their configs."""
     configs = [run.default["config"] for run in selection.runs.values()]
-    keys = sorted({k for c in configs for k in c} - NOT_RECIPE)
+    keys = sorted(k for k in training_recipe_fields() if any(k in c for c in configs))
     varying = [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
     # an option left at its quiet default by every run (the transfer study's, say) is not part of these runs' recipe
     shared = ", ".join(f"{k.replace('_', ' ')} {configs[0].get(k)}" for k in keys if k not in varying and not quiet_default(k, configs[0].get(k)))

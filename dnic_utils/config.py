@@ -167,15 +167,19 @@ def optional(check: Check) -> Check:
     return wrapped
 
 
-def param(default: Any, check: Check, label: str, *, recipe: bool = True, per_arch: bool = False, quiet: bool = False) -> Any:
+def param(default: Any, check: Check, label: str, *, recipe: bool = True, per_arch: bool = False, quiet: bool = False,
+          sized: bool = False) -> Any:
     """A run parameter: its default, its check and its label in the config line; recipe=False keeps it out of the run's name.
 
     per_arch=True: the field's value is None until resolved, then the architecture's registry recipe or else this default.
     quiet=True: the config line names it only when it differs from the default (options of a few studies, e.g. transfer).
+    sized=True: the profile or the run decides it (sizes, epochs, the rate derived from the batch, the seed), so texts that
+    compare training recipes leave it out.
     """
+    meta = {"label": label, "recipe": recipe, "quiet": quiet, "sized": sized}
     if per_arch:
-        return field(default=None, metadata={"check": optional(check), "label": label, "recipe": recipe, "default": default, "quiet": quiet})
-    return field(default=default, metadata={"check": check, "label": label, "recipe": recipe, "quiet": quiet})
+        return field(default=None, metadata={**meta, "check": optional(check), "default": default})
+    return field(default=default, metadata={**meta, "check": check})
 
 
 @dataclass(frozen=True)
@@ -185,14 +189,14 @@ class RunConfig:
     arch: str
     dataset: str
     profile: str
-    epochs: int | None = param(None, optional(whole(1)), "up to {} epoch(s)")
-    batch_size: int | None = param(None, optional(whole(1)), "batch {}")
-    train_size: int | None = param(None, optional(whole(1)), "{} training images")  # None after resolution: all
-    val_size: int | None = param(None, optional(whole(1)), "{} validation images")
-    test_size: int | None = param(None, optional(whole(1)), "{} test images")
-    patience: int | None = param(None, optional(whole(1)), "early-stopping patience {}")
+    epochs: int | None = param(None, optional(whole(1)), "up to {} epoch(s)", sized=True)
+    batch_size: int | None = param(None, optional(whole(1)), "batch {}", sized=True)
+    train_size: int | None = param(None, optional(whole(1)), "{} training images", sized=True)  # None after resolution: all
+    val_size: int | None = param(None, optional(whole(1)), "{} validation images", sized=True)
+    test_size: int | None = param(None, optional(whole(1)), "{} test images", sized=True)
+    patience: int | None = param(None, optional(whole(1)), "early-stopping patience {}", sized=True)
     optimizer: str = param("sgd", one_of(OPTIMIZERS), "optimizer {}", per_arch=True)
-    lr: float | None = param(None, optional(number(0, MAX_LR, low_open=True)), "peak learning rate {:g}")  # None: lr_per_64 scaled to the batch
+    lr: float | None = param(None, optional(number(0, MAX_LR, low_open=True)), "peak learning rate {:g}", sized=True)  # None: lr_per_64 scaled to the batch
     lr_per_64: float = param(0.05, number(0, MAX_LR, low_open=True), "SGD learning rate {:g} per 64 images", per_arch=True, quiet=True)
     momentum: float = param(0.9, number(0, 1, low_open=True), "momentum {:g}", per_arch=True, quiet=True)  # Nesterov; one-cycle cycles it 0.95 → 0.85 → 0.95 instead
     weight_decay: float = param(5e-4, number(0, 1), "weight decay {:g}", per_arch=True)
@@ -206,7 +210,7 @@ class RunConfig:
     rotation: float = param(10.0, number(0, 180), "rotation ±{:g}°", per_arch=True)
     alternate_flips: bool = param(False, flag, "alternating flips {}", per_arch=True)  # mirror each image in every other epoch, not at random
     amp: str = param("auto", one_of(AMP_MODES), "mixed precision {}")
-    seed: int = param(0, whole(0), "seed {}")
+    seed: int = param(0, whole(0), "seed {}", sized=True)
     tta: str = param("off", one_of(TTA_MODES), "test-time augmentation {}", per_arch=True)  # averages the test logits over views
     # transfer learning (notebook 40): weights copied into the net's first stages, some of them frozen, and narrower data
     source: str | None = param(None, optional(word), "weights copied from {}", quiet=True)  # 'imagenet' (the net's ImageNet weights) or a run of this profile
@@ -295,6 +299,11 @@ class RunConfig:
 def recipe_fields() -> list[dataclasses.Field]:
     """The fields that define what is trained (all but device and compile): a change to one gives the run another name."""
     return [f for f in dataclasses.fields(RunConfig) if f.metadata.get("recipe")]
+
+
+def training_recipe_fields() -> list[str]:
+    """The recipe fields that say how a net is trained (optimizer, schedule, augmentation, …): not sizes, epochs, rate or seed."""
+    return [f.name for f in recipe_fields() if not f.metadata["sized"]]
 
 
 def same_recipe(record: dict, cfg: RunConfig) -> bool:

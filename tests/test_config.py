@@ -12,7 +12,8 @@ import torch
 
 from conftest import REPO_ROOT
 from dnic_utils import report
-from dnic_utils.config import PARAMETERS, PROFILES, RunConfig, field_default, from_parameters, make_config, quiet_default, recipe_fields, resolve_profile
+from dnic_utils.config import (PARAMETERS, PROFILES, RunConfig, field_default, from_parameters, make_config, quiet_default, recipe_fields, resolve_profile,
+                                training_recipe_fields)
 from dnic_utils.errors import DnicError
 from dnic_utils.models import REGISTRY, model_spec
 
@@ -302,3 +303,9 @@ def test_the_model_templates_parameters_cell_gives_runconfigs_defaults() -> None
             assert shown == default, f"{name}: [{bracket}] in the template, {default!r} in RunConfig"
             checked += 1
     assert checked >= 15  # the cell's fixed values and bracketed defaults were all read
+
+
+def test_the_training_recipe_leaves_out_what_the_profile_or_the_run_decides() -> None:
+    fields = set(training_recipe_fields())
+    assert {"optimizer", "schedule", "weight_decay", "label_smoothing", "augment", "tta"} <= fields
+    assert not fields & {"epochs", "batch_size", "train_size", "val_size", "test_size", "patience", "lr", "seed", "device", "compile"}
