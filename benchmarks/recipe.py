@@ -24,7 +24,7 @@ from dnic_utils.config import PROFILES, RunConfig, make_config
 from dnic_utils.data import Splits, dataset_title, load_splits
 from dnic_utils.devices import amp_dtype
 from dnic_utils.errors import DnicError
-from dnic_utils.experiment import model_for_run
+from dnic_utils.experiment import model_for_run, run_loaders
 from dnic_utils.records import make_record
 from dnic_utils.train import evaluate, fit, seed_everything
 
@@ -67,7 +67,7 @@ def validation_run(cfg: RunConfig, splits: Splits, trained: dict[RunConfig, tupl
         model, loaders, history = trained[key]
     else:
         seed_everything(cfg.seed)
-        loaders = splits.loaders(cfg)
+        loaders = run_loaders(splits, cfg)
         model = model_for_run(cfg, splits, loaders)
         with tempfile.TemporaryDirectory(prefix="dnic-recipe-") as folder:  # a variant's checkpoint is of no use once it has ended
             history = fit(model, loaders.train, loaders.val, cfg, Path(folder), resume=False, data_id=splits.data_id).history

@@ -46,7 +46,7 @@ from dnic_utils.errors import DnicError
 from dnic_utils.files import atomic_write_bytes
 from dnic_utils.models import REGISTRY, build_model, count_flops, model_spec
 from dnic_utils.records import load_records, make_record, write_record
-from dnic_utils.experiment import model_for_run
+from dnic_utils.experiment import model_for_run, run_loaders
 from dnic_utils.train import evaluate, fit, make_optimizer, seed_everything
 
 RESULTS_MD = Path(__file__).with_name("RESULTS.md")
@@ -179,7 +179,7 @@ def time_to_accuracy(cfg: RunConfig, splits: Splits, target: float) -> dict:
     """
     device = cfg.device
     amp = amp_dtype(cfg.amp, device)
-    loaders = splits.loaders(cfg)
+    loaders = run_loaders(splits, cfg)
     with tempfile.TemporaryDirectory(prefix="dnic-bench-") as checkpoints:
         synchronize(device)
         start = time.perf_counter()
