@@ -24,8 +24,8 @@ from .errors import DnicError
 from .models import REGISTRY, model_spec
 from .records import scan_records, test_predictions
 from .settings import result_roots
+from .stats import ALPHA  # the family-wise error rate of the pairwise tests of one dataset
 
-ALPHA = 0.05  # the family-wise error rate of the pairwise tests of one dataset (Holm)
 LATENCY_LOW = 1  # the batch of the single-image latency column
 
 
@@ -101,6 +101,7 @@ class Selection:
     profile: str | None
     runs: dict[str, Run] = field(default_factory=dict)  # registry order
     counts: dict[str, int] = field(default_factory=dict)  # per profile considered, the architectures with a default record
+    dropped: list[str] = field(default_factory=list)  # records of further seeds left out: trained otherwise than their default run
 
     @property
     def title(self) -> str:
@@ -123,6 +124,9 @@ class Selection:
                "no profile has a record of every architecture, so the highest with the most is used")
         seeds = sum(len(r.records) - 1 for r in self.runs.values())
         extra = f" {seeds} record(s) of further seeds are grouped with their architecture." if seeds else ""
+        if self.dropped:
+            extra += (f" Left out, as trained otherwise than their architecture's default run (another recipe, size or epoch count; "
+                      f"the runner's --skip-done retrains them): {', '.join(self.dropped)}.")
         lacking = f" No record here for: {', '.join(self.missing)}." if self.missing else ""
         stale = [r.title for r in self.runs.values() if not current_recipe(r.default)]
         lacking += (f" Trained with an earlier recipe than the registry's now (their notebooks re-run in this profile would replace them): "
@@ -147,12 +151,20 @@ def select(records: list[dict], dataset: str, profile: str) -> Selection:
     if not counts or max(counts.values()) == 0:
         return Selection(key, None, counts=counts)
     chosen = max(counts, key=lambda p: (counts[p], PROFILES[p].rank))  # full coverage is the most; ties go to the higher profile
-    runs = {}
+    runs, dropped = {}, []
     for arch in REGISTRY:
         seeds = sorted(groups[chosen].get(arch, []), key=lambda r: r["seed"])
         if seeds and seeds[0]["seed"] == 0:
-            runs[arch] = Run(arch, seeds)
-    return Selection(key, chosen, runs, counts)
+            alike = [r for r in seeds[1:] if same_as_default(r, seeds[0])]
+            dropped += [r["name"] for r in seeds[1:] if r not in alike]
+            runs[arch] = Run(arch, [seeds[0], *alike])
+    return Selection(key, chosen, runs, counts, dropped)
+
+
+def same_as_default(record: dict, default: dict) -> bool:
+    """Whether another seed's record was trained exactly as the default seed's (every recipe field, sizes and epochs too, but the seed)."""
+    return all(record["config"].get(f.name, field_default(f)) == default["config"].get(f.name, field_default(f))
+               for f in recipe_fields() if f.name != "seed")
 
 
 def _correct(record: dict) -> np.ndarray | None:

@@ -124,7 +124,10 @@ def significance_text(selection: Selection, pairs: pd.DataFrame, alpha: float = 
     seeded = [run.title for run in selection.runs.values() if len(run.records) > 1]
     seeds = (f" Each test compares the models' seed-0 runs (their notebooks' own); {', '.join(seeded)} also ran further seeds, so the "
              "accuracies quoted here can differ from the leaderboard's means.") if seeded else ""
-    return (f"{selection.title}: {len(pairs)} pairs tested on {int(pairs['images'].iloc[0]):,} test images ({exact} with the exact binomial "
+    sizes = pairs["images"].value_counts().sort_index()
+    images = (f"{int(sizes.index[0]):,} test images" if len(sizes) == 1 else  # pairs on test sets of different sizes: each size named
+              "test sets of " + ", ".join(f"{int(n):,} images ({k} pairs)" for n, k in sizes.items()))
+    return (f"{selection.title}: {len(pairs)} pairs tested on {images} ({exact} with the exact binomial "
             f"test, fewer than {stats.EXACT_BELOW} discordant images); {int(pairs['significant'].sum())} differ at a family-wise "
             f"{alpha:g} after Holm's correction, the other {int((~pairs['significant']).sum())} are indistinguishable on this test set." + seeds)
 

@@ -41,6 +41,9 @@ def mcnemar_counts(only_a: int, only_b: int) -> McNemar:
     return McNemar(only_a, only_b, "chi-square (continuity-corrected)", float(stats.chi2.sf(statistic, df=1)))
 
 
+ALPHA = 0.05  # the family-wise error rate of a set of tests read together (Holm)
+
+
 def holm(p_values: list[float] | np.ndarray) -> np.ndarray:
     """Holm's step-down adjusted p-values, in the order given: reject where the adjusted value is below alpha."""
     p = np.asarray(p_values, dtype=float)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pandas as pd
+from scipy.stats import norm
 
 from .config import PROFILES, RunConfig
 from .data import dataset_info, load_raw
@@ -22,6 +23,7 @@ from .experiment import run
 from .models import build_model
 from .records import git_commit, read_record
 from .settings import checkpoint_dir
+from .stats import ALPHA, holm
 from .transfer import SOURCES, load_pretrained, max_cut
 from .transfer.apply import IMAGENET
 
@@ -265,13 +267,28 @@ def standard_error(acc: float, n: int) -> float:
     return math.sqrt(max(acc * (1 - acc), 1e-12) / max(n, 1))
 
 
-def verdict(diff: float, se: float, claim: str, against: str) -> str:
-    """'holds', 'does not hold' (the opposite is measured) or 'is not resolved' for a claimed positive difference, with 2 standard errors."""
-    if diff > 2 * se:
-        return f"**{claim} holds**"
-    if diff < -2 * se:
-        return f"**{claim} does not hold**: {against}"
-    return f"**{claim} is not resolved** at this size: the difference is within two standard errors"
+@dataclass(frozen=True)
+class Claim:
+    """A claimed positive difference of test accuracies, its standard error, and the sentence that gives the numbers."""
+
+    claim: str
+    against: str  # what a significant negative difference means
+    diff: float
+    se: float
+    numbers: str
+
+
+def verdicts(claims: list[Claim], alpha: float = ALPHA) -> list[str]:
+    """Each claim's line, led by its verdict: a two-sided z-test of its difference, Holm-corrected over the claims read together."""
+    p_values = [2 * norm.sf(abs(c.diff) / c.se) if c.se > 0 else float(c.diff == 0) for c in claims]
+    lines = []
+    for c, p in zip(claims, holm(p_values)):
+        if p < alpha:
+            head = f"**{c.claim} holds**" if c.diff > 0 else f"**{c.claim} does not hold**: {c.against}"
+        else:
+            head = f"**{c.claim} is not resolved** at this size (Holm-corrected p = {p:.2f}, not below α = {alpha:g})"
+        lines.append(f"- {head}: {c.numbers}")
+    return lines
 
 
 def pts(x: float) -> str:
@@ -292,7 +309,7 @@ def _acc(table: pd.DataFrame, **where: object) -> pd.Series:
     return rows.iloc[0]
 
 
-def part_a_claims(table: pd.DataFrame) -> str:
+def part_a_claims(table: pd.DataFrame, alpha: float = ALPHA) -> str:
     """Whether seed 003's three claims hold here: frozen far worse than trained; upsampling helps; a low constant learning rate helps."""
     frozen, tuned = _acc(table, arm="treatment", treatment=FROZEN), _acc(table, arm="treatment", treatment=ALL)
     scratch = _acc(table, arm="treatment", treatment=SCRATCH)
@@ -301,68 +318,75 @@ def part_a_claims(table: pd.DataFrame) -> str:
     one, low = _acc(table, arm="schedule", schedule="one-cycle"), _acc(table, arm="schedule", schedule="constant, low")
 
     def se(a: pd.Series, b: pd.Series) -> float:
-        """The standard error of the difference of two independent accuracies."""
+        """The standard error of the difference of two single runs' accuracies (each on its own test images' binomial error)."""
         return math.hypot(standard_error(a.test_acc, a.test_images), standard_error(b.test_acc, b.test_images))
 
     gap = tuned.test_acc - frozen.test_acc
-    far = " and by at least 5 points, so *far* is fair" if gap >= 0.05 else ", but by less than 5 points: not *far*" if gap > 2 * se(tuned, frozen) else ""
-    lines = [
-        f"- {verdict(gap, se(tuned, frozen), 'Frozen is far worse than trained', 'frozen features scored higher')}: fine-tuning everything "
-        f"scored {pct(tuned.test_acc)} against {pct(frozen.test_acc)} for the frozen features with a linear head ({pts(gap)}){far}. "
-        f"From scratch, the same net and budget reached {pct(scratch.test_acc)}.",
-        f"- {verdict(large.test_acc - small.test_acc, se(large, small), 'Upsampling helps', 'the smaller input scored higher')}: the frozen "
-        f"features with a linear head scored " + ", ".join(f"{pct(r.test_acc)} at {int(r['size'])} px" for _, r in sizes.iterrows())
-        + f" ({pts(large.test_acc - small.test_acc)} from {int(small['size'])} to {int(large['size'])} px).",
-        f"- {verdict(low.test_acc - one.test_acc, se(low, one), 'A low constant learning rate helps', 'one-cycle scored higher')}: fine-tuning "
-        f"everything at a constant low rate scored {pct(low.test_acc)} against {pct(one.test_acc)} with the one-cycle schedule "
-        f"({pts(low.test_acc - one.test_acc)}).",
+    far = " and by at least 5 points, so *far* is fair" if gap >= 0.05 else ", but by less than 5 points: not *far*"
+    claims = [
+        Claim("Frozen is far worse than trained", "frozen features scored higher", gap, se(tuned, frozen),
+              f"fine-tuning everything scored {pct(tuned.test_acc)} against {pct(frozen.test_acc)} for the frozen features with a linear "
+              f"head ({pts(gap)}{far if gap > 0 else ''}). From scratch, the same net and budget reached {pct(scratch.test_acc)}."),
+        Claim("Upsampling helps", "the smaller input scored higher", large.test_acc - small.test_acc, se(large, small),
+              "the frozen features with a linear head scored " + ", ".join(f"{pct(r.test_acc)} at {int(r['size'])} px" for _, r in sizes.iterrows())
+              + f" ({pts(large.test_acc - small.test_acc)} from {int(small['size'])} to {int(large['size'])} px)."),
+        Claim("A low constant learning rate helps", "one-cycle scored higher", low.test_acc - one.test_acc, se(low, one),
+              f"fine-tuning everything at a constant low rate scored {pct(low.test_acc)} against {pct(one.test_acc)} with the one-cycle "
+              f"schedule ({pts(low.test_acc - one.test_acc)})."),
     ]
-    return "\n".join(lines)
+    return "\n".join(verdicts(claims, alpha))
 
 
 def part_b_means(table: pd.DataFrame) -> pd.DataFrame:
-    """Test accuracy per split, treatment and cut: the mean over seeds, the seeds run and the standard error of the mean."""
+    """Test accuracy per split, treatment and cut: the mean over seeds, the seeds run and the mean's standard error.
+
+    The seeds share one test set, so its binomial error does not shrink with them; the seed-to-seed variance (measured where
+    two or more seeds ran) does, by their number.
+    """
     groups = table.groupby(["split", "treatment", "n"])
-    out = groups.agg(acc=("test_acc", "mean"), seeds=("seed", "nunique"), test_images=("test_images", "first")).reset_index()
-    out["se"] = [standard_error(a, n) / math.sqrt(k) for a, n, k in zip(out["acc"], out["test_images"], out["seeds"])]
-    return out
+    out = groups.agg(acc=("test_acc", "mean"), spread=("test_acc", "var"), seeds=("seed", "nunique"),
+                     test_images=("test_images", "first")).reset_index()
+    out["se"] = [math.sqrt(standard_error(a, n) ** 2 + (0.0 if k < 2 else v / k))
+                 for a, v, n, k in zip(out["acc"], out["spread"], out["test_images"], out["seeds"])]
+    return out.drop(columns="spread")
 
 
-def part_b_findings(table: pd.DataFrame) -> str:
-    """Which of Yosinski et al.'s findings hold here, split by split, with the numbers."""
+def part_b_findings(table: pd.DataFrame, alpha: float = ALPHA) -> str:
+    """Which of Yosinski et al.'s findings hold here, split by split, with the numbers; Holm-corrected over all of them."""
     means = part_b_means(table)
 
-    def acc(split: str, treatment: str, n: int | None = None) -> pd.Series:
-        """The mean over seeds (a Series of cuts when n is None)."""
-        rows = means[(means["split"] == split) & (means["treatment"] == treatment)]
-        return rows.set_index("n")["acc"] if n is None else rows[rows["n"] == n].iloc[0]
+    def cuts(split: str, treatment: str) -> pd.DataFrame:
+        """The means over seeds of one treatment, indexed by the cut n (columns acc, se, seeds)."""
+        return means[(means["split"] == split) & (means["treatment"] == treatment)].set_index("n")
 
-    lines, drops = [], {}
+    heads, claims, drops = {}, [], {}
     for split in ("random", "vehicles"):
-        base = acc(split, "baseB", 0)
-        bnb, anb, anb_plus = acc(split, "BnB"), acc(split, "AnB"), acc(split, "AnB+")
+        base = cuts(split, "baseB").loc[0]
+        bnb, anb, anb_plus = cuts(split, "BnB"), cuts(split, "AnB"), cuts(split, "AnB+")
         deepest = int(anb.index.max())
         middle = bnb.loc[[n for n in bnb.index if 1 < n < deepest]] if deepest > 2 else bnb
-        dip = base.acc - middle.min()
-        fall = anb.loc[1] - anb.loc[deepest]
-        gain = float((anb_plus - base.acc).mean())
-        drops[split] = base.acc - anb.loc[deepest]
-        se = base.se * math.sqrt(2)
+        low = middle.loc[middle["acc"].idxmin()]
+        first, last = anb.loc[1], anb.loc[deepest]
+        gain = float((anb_plus["acc"] - base.acc).mean())
+        drops[split] = (base.acc - last.acc, math.hypot(base.se, last.se))
         label = "Random 5/5 split" if split == "random" else "Vehicles (A) against animals (B)"
-        lines += [
-            f"**{label}** (baseB {pct(base.acc)}, mean of {int(base.seeds)} seed(s)):",
-            f"- {verdict(dip, se, 'Frozen BnB dips at middle layers', 'frozen BnB is above baseB there')}: at its lowest middle cut "
-            f"(n = {int(middle.idxmin())}) BnB scored {pct(middle.min())}, {pts(-dip)} from baseB.",
-            f"- {verdict(fall, se, 'Frozen AnB falls with n', 'AnB rises with n')}: AnB scored {pct(anb.loc[1])} at n = 1 and "
-            f"{pct(anb.loc[deepest])} at n = {deepest} ({pts(-fall)}).",
-            f"- {verdict(gain, se, 'Fine-tuned AnB+ beats baseB', 'AnB+ is below baseB')}: on average over the cuts AnB+ was {pts(gain)} "
-            f"from baseB (Yosinski et al.: about +2 points on ImageNet).",
+        heads[len(claims)] = f"**{label}** (baseB {pct(base.acc)}, mean of {int(base.seeds)} seed(s)):"
+        claims += [
+            Claim("Frozen BnB dips at middle layers", "frozen BnB is above baseB there", base.acc - low.acc, math.hypot(base.se, low.se),
+                  f"at its lowest middle cut (n = {int(low.name)}) BnB scored {pct(low.acc)}, {pts(low.acc - base.acc)} from baseB."),
+            Claim("Frozen AnB falls with n", "AnB rises with n", first.acc - last.acc, math.hypot(first.se, last.se),
+                  f"AnB scored {pct(first.acc)} at n = 1 and {pct(last.acc)} at n = {deepest} ({pts(last.acc - first.acc)})."),
+            # the cuts' errors are taken as fully correlated (one test set): the mean's error is at most their mean
+            Claim("Fine-tuned AnB+ beats baseB", "AnB+ is below baseB", gain, math.hypot(float(anb_plus["se"].mean()), base.se),
+                  f"on average over the cuts AnB+ was {pts(gain)} from baseB (Yosinski et al.: about +2 points on ImageNet)."),
         ]
-    diff = drops["vehicles"] - drops["random"]
-    se = math.sqrt(2) * float(means["se"].max())
-    lines.append(f"- {verdict(diff, se, 'The dissimilar split hurts far more', 'the random split lost more')}: with every feature stage "
-                 f"frozen, AnB's accuracy against baseB changed by {pts(-drops['vehicles'])} on the vehicles/animals split and by "
-                 f"{pts(-drops['random'])} on the random split.")
+    (vehicles, se_v), (random, se_r) = drops["vehicles"], drops["random"]
+    claims.append(Claim("The dissimilar split hurts far more", "the random split lost more", vehicles - random, math.hypot(se_v, se_r),
+                        f"with every feature stage frozen, AnB's accuracy against baseB changed by {pts(-vehicles)} on the "
+                        f"vehicles/animals split and by {pts(-random)} on the random split."))
+    lines = []
+    for k, line in enumerate(verdicts(claims, alpha)):
+        lines += [heads[k], line] if k in heads else [line]
     return "\n".join(lines)
 
 
@@ -377,8 +401,9 @@ def part_c_summary(table: pd.DataFrame) -> str:
         lines.append(
             f"- **{title}**: with {lo:,} labels per class, fine-tuning the CIFAR-10 net scored {pct(accs.loc[lo, 'fine-tuned'])}, its frozen "
             f"features {pct(accs.loc[lo, 'frozen'])} and training from scratch {pct(accs.loc[lo, SCRATCH])}; with {hi:,} per class "
-            f"{pct(accs.loc[hi, 'fine-tuned'])}, {pct(accs.loc[hi, 'frozen'])} and {pct(accs.loc[hi, SCRATCH])}. Fine-tuning's lead over "
-            f"scratch went from {pts(accs.loc[lo, 'fine-tuned'] - accs.loc[lo, SCRATCH])} to {pts(accs.loc[hi, 'fine-tuned'] - accs.loc[hi, SCRATCH])}.")
+            f"{pct(accs.loc[hi, 'fine-tuned'])}, {pct(accs.loc[hi, 'frozen'])} and {pct(accs.loc[hi, SCRATCH])}. Fine-tuned minus scratch: "
+            f"{pts(accs.loc[lo, 'fine-tuned'] - accs.loc[lo, SCRATCH])} and {pts(accs.loc[hi, 'fine-tuned'] - accs.loc[hi, SCRATCH])} "
+            "(one run each, not tested).")
     return "\n".join(lines)
 
 

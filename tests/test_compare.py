@@ -59,6 +59,15 @@ def test_seed_records_join_their_architecture_and_other_variants_stay_out() -> N
     assert "resnet18" not in chosen.runs and "2 record(s) of further seeds" in chosen.note()
 
 
+def test_a_seed_record_trained_otherwise_than_its_default_run_is_left_out_and_named() -> None:
+    stale = record("lenet5", seed=1)
+    stale["config"]["epochs"] += 1  # as when the profile's epochs changed after this seed ran: its name stays, its recipe does not
+    records = [record("lenet5"), stale, record("lenet5", seed=2)]
+    chosen = compare.select(records, "cifar10", "quick")
+    assert [r["seed"] for r in chosen.runs["lenet5"].records] == [0, 2]
+    assert chosen.dropped == [stale["name"]] and stale["name"] in chosen.note() and "1 record(s) of further seeds" in chosen.note()
+
+
 def test_the_projects_records_win_over_the_checkouts_and_unreadable_ones_are_named(tmp_path: Path) -> None:
     project, checkout = tmp_path / "project", tmp_path / "checkout"
     write(project, record("lenet5", correct=correct_first(100)))

@@ -173,6 +173,8 @@ def test_neighbours_and_the_significance_summary(trio: compare.Selection) -> Non
     assert sentences[1].startswith("**ResNet18** beats **VGG16**")
     text = compare_text.significance_text(trio, pairs)
     assert "3 pairs tested on 200 test images" in text and "2 differ at a family-wise 0.05" in text and "the other 1 are" in text
+    mixed = pairs.assign(images=[200, 200, 150])  # one pair on a test set of another size (records of an earlier test size)
+    assert "3 pairs tested on test sets of 150 images (1 pairs), 200 images (2 pairs)" in compare_text.significance_text(trio, mixed)
 
 
 def test_the_recipe_text_says_whether_the_runs_share_one_recipe() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -126,6 +127,38 @@ def test_part_b_findings_read_yosinskis_pattern() -> None:
     assert "AnB's accuracy against baseB changed by -15.0 points on the vehicles/animals split and by -2.0 points on the random" in text
     table = ts.part_b_table(pd.DataFrame(rows).assign(test_images=5000))
     assert table.loc[("vehicles", 4), "AnB"] == pytest.approx(65.0) and table.loc[("random", 0), "baseB"] == pytest.approx(80.0)
+
+
+def test_a_mean_over_seeds_keeps_the_test_sets_error_and_adds_the_seeds_spread() -> None:
+    rows = [{"split": "random", "treatment": "baseB", "n": 0, "seed": k, "test_acc": acc, "test_images": 1000} for k, acc in enumerate((0.6, 0.6))]
+    [same] = ts.part_b_means(pd.DataFrame(rows))["se"]
+    assert same == pytest.approx(ts.standard_error(0.6, 1000))  # one test set: two seeds do not halve its binomial error
+    rows[1]["test_acc"] = 0.64
+    [spread] = ts.part_b_means(pd.DataFrame(rows))["se"]
+    assert spread == pytest.approx(math.sqrt(ts.standard_error(0.62, 1000) ** 2 + 0.0008 / 2))  # sample variance 0.0008 over 2 seeds
+
+
+def test_verdicts_are_holm_corrected_over_the_claims_read_together() -> None:
+    alone = ts.Claim("A helps", "A hurts", 0.05, 0.0228, "numbers.")  # z = 2.19, p = 0.028
+    assert ts.verdicts([alone]) == ["- **A helps holds**: numbers."]
+    hurts = ts.Claim("B helps", "B hurts", -0.2, 0.02, "more numbers.")
+    nothing = [ts.Claim(f"C{k} helps", "no", 0.0, 0.02, "none.") for k in range(2)]
+    lines = ts.verdicts([alone, hurts, *nothing])  # Holm multiplies the smallest p by 4, 0.028 by 3: A is no longer resolved
+    assert lines[0] == "- **A helps is not resolved** at this size (Holm-corrected p = 0.08, not below α = 0.05): numbers."
+    assert lines[1] == "- **B helps does not hold**: B hurts: more numbers." and lines[2].startswith("- **C0 helps is not resolved**")
+
+
+def test_a_three_point_gain_over_two_seeds_on_1200_images_is_not_resolved() -> None:
+    """The committed notebook 40 once called +3.1 points 'holds' by dividing the test set's error by the seeds."""
+    rows = []
+    for seed in (0, 1):
+        rows.append({"split": "vehicles", "seed": seed, "treatment": "baseB", "n": 0, "test_acc": 0.50})
+        for n in (1, 2, 3):
+            rows += [{"split": "vehicles", "seed": seed, "treatment": t, "n": n, "test_acc": acc}
+                     for t, acc in (("BnB", 0.50), ("BnB+", 0.50), ("AnB", 0.50), ("AnB+", 0.531))]
+    table = pd.DataFrame(rows).assign(test_images=1200)
+    table = pd.concat([table, table.assign(split="random")], ignore_index=True)
+    assert ts.part_b_findings(table).count("**Fine-tuned AnB+ beats baseB is not resolved**") == 2
 
 
 def test_the_timing_line_sums_the_parts() -> None:
