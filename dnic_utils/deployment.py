@@ -20,7 +20,7 @@ from .data import dataset_info, load_raw
 from .errors import DnicError
 from .export import export_run
 from .metrics import median_ms
-from .onnx_model import OnnxModel, find_cards, load_model
+from .onnx_model import OnnxModel, card_val_acc, find_cards, load_model
 from .records import load_records
 from .settings import checkpoint_dir
 
@@ -120,12 +120,6 @@ def latency_summary(timings: pd.DataFrame) -> str:
             + "; ".join(parts) + ". Small batches show the fixed cost per call, large ones the arithmetic.")
 
 
-def export_val_acc(card: dict) -> float:
-    """The validation accuracy of an export's run, from its card (-1 where the card has none: exported without a record)."""
-    val = (card.get("source") or {}).get("val_acc")
-    return -1.0 if val is None else val
-
-
 def prepare(dataset: str, profile: str, max_size_mb: float, data_dir: str | None) -> Deployment:
     """Export the best model of the dataset whose checkpoint is here (this profile, at most max_size_mb), else use the best committed export."""
     number(0, math.inf, low_open=True)("max_size_mb", max_size_mb)
@@ -146,13 +140,14 @@ def prepare(dataset: str, profile: str, max_size_mb: float, data_dir: str | None
     if not exports:
         raise DnicError(f"No {title} model to deploy: no checkpoint of profile {profile!r} (at most {max_size_mb:g} MB) and no exported model.",
                         f"run a {title} model notebook in this profile first, or export one: python -m dnic_utils.export RUN.")
+    exports = [c for c in exports if not c["superseded"]] or exports  # an export whose run was trained again only when no other is left
     top = [c for c in exports if c["profile"] == exports[0]["profile"]]  # find_cards lists the highest profile first
-    card = max(top, key=export_val_acc)
-    chosen = (f"the best validation accuracy of its run ({export_val_acc(card):.2%}; chosen on validation, not test)" if export_val_acc(card) >= 0
+    card = max(top, key=card_val_acc)
+    chosen = (f"the best validation accuracy of its run ({card_val_acc(card):.2%}; chosen on validation, not test)" if card_val_acc(card) >= 0
               else "no validation accuracy on its card (exported without a run record)")
     reason = (f"No {title} checkpoint of profile `{profile}` is here (checkpoints are not in the repository, so a fresh clone has none): "
               f"the committed export with {chosen}, **{card['title']}** (`results/{card['profile']}/models/{card['onnx_file']}`, profile "
               f"`{card['profile']}`, {card['test_acc']:.2%} test accuracy, one pass per image), is used. Its parity with PyTorch is the check made when it was exported, "
-              "and the latency comparison below has no PyTorch side.")
+              "and the latency comparison below has no PyTorch side." + (f" It is out of date: {card['superseded']}." if card["superseded"] else ""))
     return Deployment(load_model(card["path"], threads), None, reason)
 

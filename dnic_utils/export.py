@@ -145,6 +145,7 @@ def export_run(run: str, profile: str | None = None, out: Path | None = None, da
     # the card's accuracy is the exported graph's own (one pass per image); the record's may average test-time views (source.tta)
     source["test_acc"] = record["metrics"]["test_acc"]
     source["val_acc"] = record["metrics"].get("best_val_acc")  # what a deployment chooses by: never the test accuracy
+    source["checkpoint_id"] = record.get("checkpoint_id")  # names the training run: a later training of the run has another
     card = model_card(trained, onnx, source=source, test_acc=check["onnx_test_acc"], parity=check)
     path = write_export(out or results_dir(meta["profile"]) / "models", onnx, card)
     return {**card, "path": str(path)}

@@ -40,7 +40,23 @@ def read_card(path: str | os.PathLike) -> dict:
         raise DnicError(f"{path} is not a model card of this version: it {why}.", "export the model again: python -m dnic_utils.export RUN.")
     if not (path.parent / card["onnx_file"]).is_file():
         raise DnicError(f"The model file {card['onnx_file']} named by {path} is missing.", "export the model again, or restore the file.")
-    return {**card, "path": str(path)}
+    return {**card, "path": str(path), "superseded": superseded(card, path)}
+
+
+def superseded(card: dict, path: Path) -> str | None:
+    """Why an export no longer stands for its run (its record was rewritten by a later training, or is gone); None while it does."""
+    source = card.get("source")
+    if not source or "run" not in source:  # untrained, or a card without its run's name: nothing to compare with
+        return None
+    record_path = path.parent.parent / f"{source['run']}.json"
+    try:
+        record = json.loads(record_path.read_text())
+        created, run_id = record.get("created"), record.get("checkpoint_id")
+    except (OSError, ValueError, AttributeError):
+        return f"its run record {source['record']} is missing or unreadable"
+    if created != source.get("created") or ("checkpoint_id" in source and run_id != source["checkpoint_id"]):
+        return f"its run {source['run']} was trained again ({str(created)[:10]}) after this export was made from the run of {str(source.get('created'))[:10]}"
+    return None
 
 
 def find_cards(roots: list[Path] | None = None) -> list[dict]:
@@ -71,14 +87,21 @@ def resolve(name: str | None = None) -> Path:
     if not cards:
         raise DnicError("No exported model found under results/<profile>/models/.",
                         "export one first: python -m dnic_utils.export RUN (e.g. cifar10-lenet5), or pass --model PATH.onnx.")
-    if name is None:  # a CIFAR-10 model if there is one (the best test accuracy of the highest profile that has one), else the first found
-        cifar = [c for c in cards if c["dataset"] == DEFAULT_DATASET]
-        top = [c for c in cifar if c["profile"] == cifar[0]["profile"]] if cifar else cards[:1]
-        return Path(max(top, key=lambda c: c["test_acc"] or 0)["path"])
+    if name is None:  # a current CIFAR-10 export if there is one (the best validation accuracy of the highest profile that has one), else the first
+        current = [c for c in cards if not c["superseded"]] or cards
+        cifar = [c for c in current if c["dataset"] == DEFAULT_DATASET]
+        top = [c for c in cifar if c["profile"] == cifar[0]["profile"]] if cifar else current[:1]
+        return Path(max(top, key=card_val_acc)["path"])
     found = [c for c in cards if c["name"] == name]
     if not found:
         raise DnicError(f"No exported model named {name!r}.", f"use one of: {', '.join(sorted({c['name'] for c in cards}))}; or pass --model PATH.onnx.")
     return Path(found[0]["path"])
+
+
+def card_val_acc(card: dict) -> float:
+    """The validation accuracy of an export's run, from its card (-1 where the card has none: exported without a record): what a choice goes by."""
+    val = (card.get("source") or {}).get("val_acc")
+    return -1.0 if val is None else val
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -96,7 +119,7 @@ def top_classes(probabilities: np.ndarray, classes: list[str], k: int) -> list[d
 
 def card_summary(card: dict) -> dict[str, Any]:
     """What a listing shows of a model: name, title, profile, dataset, classes, input, test accuracy and the source run."""
-    return {k: card.get(k) for k in ("name", "title", "profile", "dataset", "classes", "input", "test_acc", "size_mb", "source")}
+    return {k: card.get(k) for k in ("name", "title", "profile", "dataset", "classes", "input", "test_acc", "size_mb", "source", "superseded")}
 
 
 @dataclass

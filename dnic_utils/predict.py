@@ -32,7 +32,11 @@ def image_paths(args: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
     paths, problems = [], []
     for arg in args:
         path = Path(arg)
-        found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS) if path.is_dir() else [path]
+        try:
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS) if path.is_dir() else [path]
+        except OSError as err:  # a folder that cannot be listed (no permission, gone meanwhile)
+            problems.append((arg, f"The folder {arg} cannot be read ({err.strerror or type(err).__name__}). Fix: check its permissions, or pass its files."))
+            continue
         paths += found
         if not found:
             problems.append((arg, f"The folder {arg} holds no {', '.join(EXTENSIONS)} file. Fix: pass PNG or JPEG files, or folders of them."))
@@ -62,7 +66,8 @@ def table(model: OnnxModel, results: list[dict], k: int) -> str:
     card = model.card
     accuracy = f"test accuracy {card['test_acc']:.2%}" if card["test_acc"] is not None else "untrained: no test accuracy"
     profile = f", profile {card['profile']}" if card["profile"] else ""
-    header = f"model {model.name}: {card['title']} ({accuracy}{profile})"
+    header = f"model {model.name}: {card['title']} ({accuracy}{profile})" + (f"\nwarning: this export is out of date: {card['superseded']}; "
+                                                                           "export it again (python -m dnic_utils.export RUN)" if card.get("superseded") else "")
     ordinals = ["1st", "2nd", "3rd"] + [f"{i}th" for i in range(4, k + 1)]
     rows = [[r["image"], *(f"{t['class']} {t['probability']:.1%}" for t in r["top"])] for r in results]
     return f"{header}\n\n{tabulate(rows, headers=['image', *ordinals[:k]], tablefmt='simple')}" if rows else header

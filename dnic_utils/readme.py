@@ -213,7 +213,8 @@ def models_table(cards: list[dict]) -> str:
     for c in cards:
         p, shape, accuracy = c["parity"], c["input"]["shape"], "–" if c["test_acc"] is None else f"{100 * c['test_acc']:.2f}"
         check = f"{p['same_argmax']:,}/{p['images']:,}, {p['max_abs_diff']:.1e}" if p else "not checked"
-        rows.append(f"| `{c['name']}` | {c['title']} | `{c['profile']}` | {accuracy} | {check} | {c['size_mb']:.2f} | "
+        title = c["title"] + (f" — **out of date**: {c['superseded']}; export it again" if c.get("superseded") else "")
+        rows.append(f"| `{c['name']}` | {title} | `{c['profile']}` | {accuracy} | {check} | {c['size_mb']:.2f} | "
                     f"{c['input']['dtype']} {shape[1]}×{shape[2]}×{shape[3]} {c['input']['colour']} | [`{c['onnx_file']}`](results/{c['profile']}/models/{c['onnx_file']}) |")
     if not cards:
         return "_No exported models yet: `python -m dnic_utils.export RUN` writes one under `results/<profile>/models/`._\n"

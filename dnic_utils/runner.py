@@ -23,11 +23,12 @@ from pathlib import Path
 
 import nbformat
 
-from .cli import positive_int
+from .cli import positive_int, refuse
 from .config import PROFILES, RunConfig, make_config, resolve_profile, same_recipe
 from .data import DATASETS
 from .devices import amp_dtype, amp_label, default_device, device_slug
 from .errors import DnicError
+from .export import export_run
 from .files import atomic_write_bytes
 from .models import REGISTRY, model_spec
 from .onnx_model import find_cards
@@ -303,6 +304,18 @@ def regenerate_readme(root: Path) -> None:
                                       "runtimes": runtime_table(records, len(entries)), "models": models_table(find_cards([root / "results"]))})
 
 
+def refresh_exports(root: Path, profile: str, data_dir: str | None, failures: list[str]) -> None:
+    """Export again each of the profile's exported models whose run was trained again since (its checkpoint is here); a failure is added to `failures`."""
+    for card in find_cards([root / "results"]):
+        if card["profile"] == profile and card["superseded"] and card["source"]:
+            try:
+                export_run(card["source"]["run"], profile, data_dir=data_dir)
+            except DnicError as err:
+                failures.append(f"export of {card['name']} ({card['superseded']}): {err.problem} Fix: {err.fix}")
+            else:
+                print(f"exported {card['name']} again: {card['superseded']}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Execute the report; print per-notebook status; exit non-zero if any notebook failed."""
     parser = argparse.ArgumentParser(prog="python -m dnic_utils.runner", description=__doc__.splitlines()[0])
@@ -354,6 +367,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(i.name for i in items) or f"no notebook matches --only {args.only!r}")
         return 0 if items else 2
     data_root = args.data_dir or os.environ.get("DNIC_DATA_DIR")
+    if data_root and not Path(data_root).expanduser().is_dir():  # before any notebook starts, not once in each
+        return refuse(DnicError(f"The data folder {data_root} (--data-dir or DNIC_DATA_DIR) does not exist.",
+                                "name the folder that holds the datasets (e.g. ../shared/data), or set neither to download them."))
     if data_root:  # the kernels run in notebooks/, so a relative root must be made absolute
         os.environ["DNIC_DATA_DIR"] = str(Path(data_root).expanduser().resolve())
     os.environ.update(DNIC_PROFILE=profile, DNIC_QUIET="1")
@@ -411,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
                 break
     summary = f"{len(timings)} ok, {len(failures)} failed, {time.perf_counter() - start:.0f} s in all"
     if timings:
+        refresh_exports(root, profile, os.environ.get("DNIC_DATA_DIR"), failures)
         try:
             regenerate_readme(root)
         except DnicError as err:  # the notebooks and records written stay; only the tables wait

@@ -12,6 +12,7 @@ with 400, a form without the field with 422. The service keeps serving after eac
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import threading
@@ -161,14 +162,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.port > 65535:
         parser.error(f"--port {args.port} is above 65535, the highest TCP port: give one in 1…65535")
-    if not args.max_upload_mb > 0:
-        parser.error(f"--max-upload-mb {args.max_upload_mb:g} is not above 0: give the largest upload to accept, in MB (e.g. 8)")
+    if not 0 < args.max_upload_mb < math.inf:
+        parser.error(f"--max-upload-mb {args.max_upload_mb:g} is not a finite number above 0: give the largest upload to accept, in MB (e.g. 8)")
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # images.MAX_PIXELS, lower than PIL's limit, is checked instead
     try:
         model = load_model(args.model, args.threads)
     except DnicError as err:
         return refuse(err)
     print(f"serving {model.name} ({model.card['title']}) on http://{args.host}:{args.port}/", flush=True)
+    if model.card.get("superseded"):
+        print(f"warning: this export is out of date: {model.card['superseded']}; export it again (python -m dnic_utils.export RUN)", flush=True)
     uvicorn.run(create_app(model, int(args.max_upload_mb * 2**20)), host=args.host, port=args.port, log_level=args.log_level, server_header=False)
     return 0
 

@@ -77,6 +77,20 @@ def test_a_run_on_half_the_classes_grey_made_rgb_and_resized_exports_with_its_ow
     assert p["images"] == record["data"]["sizes"]["test"] < 100 and p["same_argmax"] == p["images"]  # only the test images of its classes
 
 
+def test_the_runner_exports_again_a_model_whose_run_was_trained_again(trained_run: dict, project_dir: Path, fixture_data: Path,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    card_path = export.export_run("mnist-lenet5", data_dir=str(fixture_data))["path"]
+    retrained = run(make_config("lenet5", "mnist", profile="smoke"), data_dir=str(fixture_data)).record
+    assert onnx_model.read_card(card_path)["superseded"].startswith("its run mnist-lenet5 was trained again")
+    failures: list[str] = []
+    runner.refresh_exports(project_dir, "smoke", str(fixture_data), failures)
+    card = onnx_model.read_card(card_path)
+    assert failures == [] and card["superseded"] is None and card["source"]["created"] == retrained["created"]
+    assert "exported mnist-lenet5 again: its run mnist-lenet5 was trained again" in capsys.readouterr().out
+    runner.refresh_exports(project_dir, "smoke", str(fixture_data), failures)  # nothing out of date: nothing exported
+    assert "exported" not in capsys.readouterr().out and onnx_model.read_card(card_path)["exported"] == card["exported"]
+
+
 def test_a_parity_failure_writes_nothing(trained_run: dict, project_dir: Path, fixture_data: Path, monkeypatch: pytest.MonkeyPatch,
                                          capsys: pytest.CaptureFixture) -> None:
     monkeypatch.setattr(export, "TOLERANCE", -1.0)  # no difference passes: as if the graph computed something else

@@ -15,6 +15,7 @@ from conftest import REPO_ROOT
 from deploy_models import TEXT, image_bytes, install, png_header, truncated_png, untrained_card
 from dnic_utils import onnx_model, predict
 from dnic_utils.images import MAX_PIXELS
+from dnic_utils.readme import models_table
 
 
 @pytest.fixture
@@ -40,12 +41,31 @@ def test_names_resolve_to_the_highest_profile_and_no_name_to_cifar10(results: Pa
     assert onnx_model.resolve("mnist-lenet5") == results / "quick" / "models" / "mnist-lenet5.json"
     # a CIFAR-10 model wins when none is named, even when another dataset has a higher profile's model
     assert onnx_model.resolve(None) == results / "smoke" / "models" / "cifar10-lenet5.json"
-    install(untrained_card(tmp_path_factory, "cifar10"), results, "smoke", "cifar10-minigooglenet", test_acc=0.6)
-    assert onnx_model.resolve(None) == results / "smoke" / "models" / "cifar10-minigooglenet.json"  # the better of the profile
+    install(untrained_card(tmp_path_factory, "cifar10"), results, "smoke", "cifar10-minigooglenet", test_acc=0.2, val_acc=0.6)
+    assert onnx_model.resolve(None) == results / "smoke" / "models" / "cifar10-minigooglenet.json"  # the better on validation, not test
     onnx_path = results / "quick" / "models" / "mnist-lenet5.onnx"
     assert onnx_model.resolve(str(onnx_path)) == onnx_path.with_suffix(".json")
     with pytest.raises(onnx_model.DnicError, match="(?s)No exported model named 'nope'.*mnist-lenet5"):
         onnx_model.resolve("nope")
+
+
+def test_an_export_whose_run_was_trained_again_is_flagged_and_not_the_default(results: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    card_path = install(untrained_card(tmp_path_factory, "cifar10"), results, "smoke", "cifar10-vgg16", test_acc=0.9, val_acc=0.9)
+    card = json.loads(card_path.read_text())
+    card["source"].update(run="cifar10-vgg16", record="results/smoke/cifar10-vgg16.json", created="2026-11-01T10:00:00+00:00")
+    card_path.write_text(json.dumps(card))
+    record = results / "smoke" / "cifar10-vgg16.json"
+    record.write_text(json.dumps({"created": card["source"]["created"]}))
+    assert onnx_model.read_card(card_path)["superseded"] is None and onnx_model.resolve(None) == card_path  # current: the best on validation
+    record.write_text(json.dumps({"created": "2026-11-20T10:00:00+00:00"}))  # the run trained again: the export stands for the old run
+    stale = onnx_model.read_card(card_path)["superseded"]
+    assert stale == "its run cifar10-vgg16 was trained again (2026-11-20) after this export was made from the run of 2026-11-01"
+    assert onnx_model.resolve(None) == results / "smoke" / "models" / "cifar10-lenet5.json"  # a current export wins
+    assert predict.table(onnx_model.load_model("cifar10-vgg16"), [], 3).endswith(f"warning: this export is out of date: {stale}; "
+                                                                                "export it again (python -m dnic_utils.export RUN)")
+    assert f"LeNet-5 (untrained) on CIFAR-10 — **out of date**: {stale}; export it again" in models_table(onnx_model.find_cards([results]))
+    record.unlink()
+    assert "its run record results/smoke/cifar10-vgg16.json is missing" in onnx_model.read_card(card_path)["superseded"]
 
 
 def test_no_name_without_a_cifar10_model_takes_the_first_found(results: Path) -> None:
@@ -95,6 +115,23 @@ def test_every_unusable_input_gets_one_line_and_the_rest_is_classified(results: 
                 "missing.png does not exist"]
     for fragment in expected:
         assert sum(fragment in line for line in lines) == 1, fragment
+
+
+def test_a_folder_that_cannot_be_listed_is_one_problem_not_a_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    locked = write(tmp_path / "locked", {"a.png": image_bytes((28, 28))})
+    real_iterdir = Path.iterdir
+
+    def iterdir(self: Path):  # as for a folder without read permission (root reads any, so the refusal is simulated)
+        """Path.iterdir, refused for the locked folder."""
+        if self == locked:
+            raise PermissionError(13, "Permission denied")
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    good = write(tmp_path / "open", {"b.png": image_bytes((28, 28))})
+    paths, problems = predict.image_paths([str(locked), str(good)])
+    assert paths == [good / "b.png"]
+    assert problems == [(str(locked), f"The folder {locked} cannot be read (Permission denied). Fix: check its permissions, or pass its files.")]
 
 
 def test_the_command_line_runs_without_a_traceback(results: Path, tmp_path: Path) -> None:

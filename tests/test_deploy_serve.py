@@ -147,7 +147,8 @@ def test_an_unknown_model_stops_the_command_with_one_line(project_dir: Path, mon
 
 
 @pytest.mark.parametrize("args, named", [(["--port", "70000"], "65535"), (["--port", "0"], "'0' is not a whole number"),
-                                         (["--threads", "0"], "--threads"), (["--max-upload-mb", "0"], "--max-upload-mb 0 is not above 0")])
+                                         (["--threads", "0"], "--threads"), (["--max-upload-mb", "0"], "--max-upload-mb 0 is not a finite number above 0"),
+                                         (["--max-upload-mb", "inf"], "--max-upload-mb inf is not a finite number above 0")])
 def test_bad_serve_options_are_refused_by_name(args: list[str], named: str, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as stopped:
         serve.main(args)

@@ -133,6 +133,13 @@ def test_bad_selection_exits_with_2(capsys: pytest.CaptureFixture) -> None:
     assert "999_nothing" in err and "Fix:" in err and "00_data_exploration" in err
 
 
+def test_a_data_folder_that_does_not_exist_stops_the_batch_before_any_notebook(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert runner.main(["--profile", "smoke", "--only", "00_*", "--data-dir", str(tmp_path / "nope")]) == 2
+    captured = capsys.readouterr()
+    assert f"error: The data folder {tmp_path / 'nope'} (--data-dir or DNIC_DATA_DIR) does not exist. Fix:" in captured.err
+    assert "dnic report" not in captured.out  # no notebook started
+
+
 OPTIONS = {"only": "*", "start_at": None, "skip_done": False, "stop_after": None}
 
 
