@@ -18,10 +18,11 @@ from pathlib import Path
 
 import torch
 
-from dnic_utils.config import PROFILES, resolve_profile
-from dnic_utils.data import DATASETS, default_augment, load_splits
+from dnic_utils.config import PROFILES, make_config, resolve_profile
+from dnic_utils.data import DATASETS, load_splits
 from dnic_utils.devices import amp_dtype, amp_label, default_device, device_info, device_label, device_slug, synchronize
 from dnic_utils.errors import DnicError
+from dnic_utils.experiment import run_augment
 from dnic_utils.models import REGISTRY
 from dnic_utils.records import make_record
 from dnic_utils.train import PROBE_POINTS, evaluate, probe_images
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             measured[dataset] = {}
             for arch in args.arch:
                 model = speed.fresh_model(arch, splits, device)
-                train = speed.images_per_s(model, speed.cycle(splits.loader("train", budget.batch_size, device, train=True, augment=default_augment(splits.info))), args.steps,
+                train = speed.images_per_s(model, speed.cycle(splits.loader("train", budget.batch_size, device, train=True, augment=run_augment(make_config(arch, dataset, "budget", device=device), splits.info))), args.steps,
                                            args.warmup, device, amp)
                 probe = splits.loader("val", 512, device).subset(torch.arange(512))
                 measured[dataset][arch] = {"train": train, "eval": eval_images_per_s(model, probe, device, amp)}

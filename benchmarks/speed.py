@@ -40,13 +40,13 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from dnic_utils.config import PROFILES, RunConfig, make_config, resolve_profile
-from dnic_utils.data import DATASETS, BatchLoader, Splits, dataset_info, dataset_title, default_augment, load_splits
+from dnic_utils.data import DATASETS, Augment, BatchLoader, Splits, dataset_info, dataset_title, load_splits
 from dnic_utils.devices import amp_dtype, amp_label, autocast, default_device, device_info, device_label, device_slug, is_cuda, synchronize
 from dnic_utils.errors import DnicError
 from dnic_utils.files import atomic_write_bytes
 from dnic_utils.models import REGISTRY, build_model, count_flops, model_spec
 from dnic_utils.records import load_records, make_record, write_record
-from dnic_utils.experiment import model_for_run, run_loaders
+from dnic_utils.experiment import model_for_run, run_augment, run_loaders
 from dnic_utils.train import evaluate, fit, make_optimizer, seed_everything
 
 RESULTS_MD = Path(__file__).with_name("RESULTS.md")
@@ -85,7 +85,7 @@ class PILDataset(Dataset):
 
 def conventional_loader(splits: Splits, batch_size: int, workers: int, device: str) -> DataLoader:
     """A DataLoader with workers and per-sample PIL transforms equivalent to dnic's augmentation."""
-    aug = default_augment(splits.info)
+    aug = report_augment(splits)
     steps = [transforms.RandomCrop(splits.info.size, padding=aug.pad)]
     if aug.flip:
         steps.append(transforms.RandomHorizontalFlip())
@@ -97,7 +97,12 @@ def conventional_loader(splits: Splits, batch_size: int, workers: int, device: s
 
 def dnic_loader(splits: Splits, batch_size: int, device: str) -> BatchLoader:
     """The on-device loader with the report's augmentation, as training uses it."""
-    return splits.loader("train", batch_size, device, train=True, augment=default_augment(splits.info))
+    return splits.loader("train", batch_size, device, train=True, augment=report_augment(splits))
+
+
+def report_augment(splits: Splits) -> Augment:
+    """The augmentation of the report's default recipe (MFU_ARCH's run config) on the splits' dataset."""
+    return run_augment(make_config(MFU_ARCH, splits.info.key, device="cpu"), splits.info)
 
 
 def cycle(batches: DataLoader | BatchLoader) -> Iterator:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 from dnic_utils.config import PROFILES, make_config, resolve_profile
-from dnic_utils.data import dataset_title, default_augment, load_splits
+from dnic_utils.data import dataset_title, load_splits
 from dnic_utils.devices import amp_dtype, amp_label, autocast, default_device, device_slug
 from dnic_utils.errors import DnicError
 from dnic_utils.models import model_spec
@@ -58,7 +58,7 @@ def measure(arch: str, variant: dict, splits, device: str, amp: torch.dtype | No
         model = speed.fresh_model(arch, splits, device, memory_format=memory)
         if variant["compile"]:
             model.compile()
-        batches = speed.cycle(splits.loader("train", variant["batch_size"], device, train=True, augment=default_augment(splits.info)))
+        batches = speed.cycle(splits.loader("train", variant["batch_size"], device, train=True, augment=speed.report_augment(splits)))
         start = time.perf_counter()
         rate = speed.images_per_s(model, batches, steps, warmup, device, amp, memory_format=memory)
         total = time.perf_counter() - start
@@ -71,7 +71,7 @@ def operators(arch: str, splits, device: str, amp: torch.dtype | None, batch_siz
     """The baseline step's operators by self time (torch.profiler, after a warm-up step): name, milliseconds per step, share."""
     model = speed.fresh_model(arch, splits, device)
     opt = make_optimizer(model, make_config(speed.MFU_ARCH, DATASET, lr=0.01, device=device))
-    batches = speed.cycle(splits.loader("train", batch_size, device, train=True, augment=default_augment(splits.info)))
+    batches = speed.cycle(splits.loader("train", batch_size, device, train=True, augment=speed.report_augment(splits)))
 
     def step() -> None:
         """One training step, as images_per_s takes it."""

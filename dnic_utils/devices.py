@@ -31,6 +31,9 @@ def checked_device(device: str | None) -> str:
         raise DnicError(f"Unknown device {dev!r}.", "use 'cpu', 'cuda' or 'cuda:N', or None to pick automatically.")
     if is_cuda(dev) and not torch.cuda.is_available():
         raise DnicError(f"Device {dev!r} was asked for but no GPU is visible.", "leave `device` as None to pick the CPU, or run on a GPU machine.")
+    if is_cuda(dev) and (torch.device(dev).index or 0) >= torch.cuda.device_count():
+        raise DnicError(f"Device {dev!r} was asked for but only {torch.cuda.device_count()} GPU(s) are visible.",
+                        f"use 'cuda' or one of cuda:0 … cuda:{torch.cuda.device_count() - 1}.")
     return dev
 
 

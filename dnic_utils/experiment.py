@@ -14,7 +14,7 @@ from torch import nn
 from . import plots
 from .checkpoint import save_trained
 from .config import PROFILES, RunConfig
-from .data import Splits, dataset_title, load_splits
+from .data import DatasetInfo, Splits, dataset_title, load_splits
 from .data.batches import Augment
 from .data.splits import EVAL_BATCH, Loaders
 from .data.subsets import transfer_splits
@@ -102,9 +102,14 @@ def training_cpu_wait(history: list[dict]) -> float | None:
     return sum(w * row["train_time_s"] for w, row in zip(waits, history)) / sum(row["train_time_s"] for row in history)
 
 
+def run_augment(cfg: RunConfig, info: DatasetInfo) -> Augment | None:
+    """The training augmentation a run's config asks for on a dataset (None when it asks for none): the one place it is built."""
+    return Augment(pad=cfg.translate, degrees=cfg.rotation, flip=info.flip, alternate=cfg.alternate_flips) if cfg.augment else None
+
+
 def run_loaders(splits: Splits, cfg: RunConfig) -> Loaders:
     """The train, validation and test loaders of a run: the one place a run's loaders are built."""
-    augment = Augment(pad=cfg.translate, degrees=cfg.rotation, flip=splits.info.flip, alternate=cfg.alternate_flips) if cfg.augment else None
+    augment = run_augment(cfg, splits.info)
     size = cfg.image_size
     return Loaders(splits.loader("train", cfg.batch_size, cfg.device, train=True, augment=augment, seed=cfg.seed, image_size=size),
                    splits.loader("val", EVAL_BATCH, cfg.device, image_size=size), splits.loader("test", EVAL_BATCH, cfg.device, image_size=size))

@@ -6,17 +6,26 @@ import hashlib
 import io
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
 FILE_MODE = 0o644
+LEFTOVER_AGE_S = 3600  # a temporary file this old is a killed write's; a younger one may be another process's write in progress
 
 
 def _leftovers(path: Path) -> list[Path]:
-    """Temporary files that an interrupted write of `path` left beside it."""
-    return list(path.parent.glob(f".{path.name}.*.tmp"))
+    """Temporary files that an interrupted write of `path` left beside it (older than LEFTOVER_AGE_S: not another writer's)."""
+    found = []
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            if time.time() - tmp.stat().st_mtime > LEFTOVER_AGE_S:
+                found.append(tmp)
+        except FileNotFoundError:  # its writer renamed it meanwhile
+            continue
+    return found
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

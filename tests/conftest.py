@@ -1,7 +1,7 @@
 """Shared fixtures of the unit tests.
 
-The environment defaults below are set at import, before any test or notebook kernel starts, so that
-nbval kernels started by this pytest process inherit the smoke profile, quiet progress bars and a scratch project.
+The environment below is set at import, before any test or notebook kernel starts, so that nbval kernels started by
+this pytest process inherit the smoke profile, quiet progress bars and a scratch project, whatever the shell had set.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dnic_utils.settings import share_cores
 if TYPE_CHECKING:
     from dnic_utils import compare
 
-os.environ.setdefault("DNIC_PROFILE", "smoke")
+os.environ["DNIC_PROFILE"] = "smoke"  # forced: a DNIC_PROFILE=budget left in the shell must not make the tests train in budget
 os.environ.setdefault("DNIC_QUIET", "1")
 # Under pytest-xdist (`-n 2` in pyproject.toml) the workers share the cores: each worker, and the notebook kernels it
 # starts, gets its share of threads instead of every one spinning a thread per core (settings imports no torch, so this
@@ -50,7 +50,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_configure(config: pytest.Config) -> None:
     # Records, figures and checkpoints of the tests and of the nbval kernels go to a scratch project, never into
     # the repository's results/ and figures/ (which hold the committed runs the notebooks were executed with).
-    if "DNIC_PROJECT_DIR" not in os.environ:
+    # Forced, like the profile: a DNIC_PROJECT_DIR left in the shell must not receive the tests' records. The xdist workers
+    # inherit the controller's scratch project.
+    if "PYTEST_XDIST_WORKER" not in os.environ:
         config._dnic_scratch = tempfile.mkdtemp(prefix="dnic-test-project-")
         os.environ["DNIC_PROJECT_DIR"] = config._dnic_scratch
     config.addinivalue_line("markers", "report: runs the whole report (every notebook) in the smoke profile; slow")

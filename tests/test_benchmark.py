@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from dnic_utils.records import REQUIRED_KEYS, make_record, write_record
+from dnic_utils.records import CODE_PATHS, REQUIRED_KEYS, make_record, write_record
 from dnic_utils.devices import amp_dtype, amp_label, device_slug
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -174,6 +174,12 @@ def test_gpu_session_script_names_bad_input_and_the_fix(args: list[str], message
     done = subprocess.run(["bash", str(REPO_ROOT / "benchmarks" / "gpu_session.sh"), *args], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.startswith(message) and "\nFix: " in done.stderr
     assert list(tmp_path.iterdir()) == []  # nothing installed, copied or packed
+
+
+def test_the_gpu_session_script_checks_the_code_paths_a_record_names_its_commit_by() -> None:
+    line = next(l for l in (REPO_ROOT / "benchmarks" / "gpu_session.sh").read_text().splitlines() if l.startswith("CODE_PATHS=("))
+    listed = subprocess.run(["bash", "-c", f'{line.split("#")[0]}; printf "%s\\n" "${{CODE_PATHS[@]}}"'], capture_output=True, text=True).stdout
+    assert tuple(listed.splitlines()) == CODE_PATHS
 
 
 _budget_spec = importlib.util.spec_from_file_location("budget", REPO_ROOT / "benchmarks" / "budget.py")

@@ -13,12 +13,13 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
 
 from conftest import real_data_root, requires_real_data
-from dnic_utils import data
+from dnic_utils import data, exploration
 from dnic_utils.data import DATASETS, Augment, BatchLoader, RawData, channel_stats, dataset_info, load_raw, load_splits
 from dnic_utils.data.sources import read_idx
 from dnic_utils.errors import DnicError
@@ -721,3 +722,16 @@ def test_alternating_flips_mirror_each_image_in_exactly_one_of_two_consecutive_e
     first, second, third = mirrored(1), mirrored(2), mirrored(3)
     assert all(first[i] != second[i] for i in range(16)) and first == third
     assert 0 < sum(first.values()) < 16  # each image has its own parity
+
+
+def test_the_exploration_calls_a_train_test_shift_small_only_when_it_is() -> None:
+    def stats(test_mean: float) -> pd.DataFrame:
+        """Pixel statistics of one grey dataset: training mean 0.5 and std 0.2, the test mean given."""
+        return pd.DataFrame([{"dataset": "D", "split": "train", "channel": "grey", "mean": 0.5, "std": 0.2},
+                             {"dataset": "D", "split": "test", "channel": "grey", "mean": test_mean, "std": 0.2}]).set_index(["dataset", "split", "channel"])
+
+    small = exploration.discussion(stats(0.502)).splitlines()[0]
+    assert small == ("- **D**: training mean grey 0.5000; train and test means differ by at most 0.0020 (1.0% of a training standard deviation), "
+                     "so normalising with training statistics suits the test set too.")
+    large = exploration.discussion(stats(0.56)).splitlines()[0]
+    assert "at most 0.0600 (30.0% of a training standard deviation), so the test inputs arrive shifted" in large and "suits" not in large

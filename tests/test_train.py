@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from dnic_utils.checkpoint import load_checkpoint
 from dnic_utils.config import TTA_MODES, make_config, tta_views
 from dnic_utils.data import Augment, BatchLoader
 from dnic_utils.errors import DnicError
+from dnic_utils.files import LEFTOVER_AGE_S
 from dnic_utils.models import build_model
 from dnic_utils.train import evaluate, fit
 
@@ -163,8 +166,11 @@ def test_a_killed_write_leaves_no_stray_temporary_file(tmp_path: Path) -> None:
     tmp_path.mkdir(exist_ok=True)
     stray = tmp_path / ".last.pt.k1ll3d.tmp"  # what mkstemp left when the process died before the rename
     stray.write_bytes(b"half a checkpoint")
+    os.utime(stray, (time.time() - 2 * LEFTOVER_AGE_S,) * 2)
+    writing = tmp_path / ".last.pt.0th3r.tmp"  # another process's write in progress: young, left alone
+    writing.write_bytes(b"being written")
     fit(fresh_lenet(), *loaders(x, y, 16), lenet_config(1), tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [writing.name, "last.pt"]
 
 
 def test_corrupt_checkpoint_names_its_path(tmp_path: Path) -> None:
@@ -439,6 +445,16 @@ def test_cpu_wait_is_the_waited_share_of_runnable_time() -> None:
     after = devices.sched_times()
     assert sum(r for r, _ in after.values()) > sum(r for r, _ in before.values()) and 0.0 <= devices.cpu_wait(before, after) <= 1.0
     assert devices.wait_pct(0.437) == "44" and devices.wait_pct(None) == "—" and devices.wait_pct(float("nan")) == "—"
+
+
+def test_a_device_is_checked_against_the_gpus_that_are_visible(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(DnicError, match="Unknown device 'gpu'"):
+        devices.checked_device("gpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert devices.checked_device("cuda:1") == "cuda:1" and devices.checked_device("cuda") == "cuda"
+    with pytest.raises(DnicError, match=r"'cuda:2' was asked for but only 2 GPU\(s\) are visible(?s:.*)cuda:0 … cuda:1"):
+        devices.checked_device("cuda:2")
 
 
 def test_device_labels_count_threads_in_words() -> None:

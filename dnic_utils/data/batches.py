@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DnicError
-from .datasets import DatasetInfo
 
 
 @dataclass(frozen=True)
@@ -41,11 +40,6 @@ class Augment:
         )
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
-def default_augment(info: DatasetInfo) -> Augment:
-    """The report's default augmentation (RunConfig's defaults): crop with padding, ±10° rotation, flips for natural images only."""
-    return Augment(pad=2 if info.size <= 28 else 4, degrees=10.0, flip=info.flip)
 
 
 def spread(total: int, n: int) -> torch.Tensor:
