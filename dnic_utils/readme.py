@@ -128,15 +128,17 @@ def committed_time(runs: list[dict], end_time: str | None) -> dict | None:
 
 
 def notebook_index(entries: list[tuple[str, str, str | None, str | None]], records: list[dict]) -> str:
-    """A Markdown table of the report's notebooks, (file stem, title, profile and end time of the committed run) each: its wall time, a Colab badge."""
-    rows = ["| notebook | what | committed run: profile | its wall time | Colab |", "|---|---|---|---|---|"]
+    """A Markdown table of the report's notebooks, (file stem, title, profile and end time of the committed run) each: its wall time, the
+    commit of the code that executed it, a Colab badge."""
+    rows = ["| notebook | what | committed run: profile | its wall time | its code (commit) | Colab |", "|---|---|---|---|---|---|"]
     times = notebook_times(records)
     for stem, title, profile, end_time in entries:
         url = f"https://colab.research.google.com/github/{REPOSITORY}/blob/main/notebooks/{stem}.ipynb"
         run = committed_time(times.get((profile, stem), []), end_time)
         side = f" ({run['jobs']} at a time)" if run and run.get("jobs", 1) > 1 else ""
         took = f"{run['seconds']:,.0f} s{side}, {device_label(run['device'])}, {run['precision']}" if run else "—"
-        rows.append(f"| [`{stem}`](notebooks/{stem}.ipynb) | {title} | {f'`{profile}`' if profile else '—'} | {took} | "
+        commit = f"`{run['git_commit'][:7]}`{'-dirty' if run['git_commit'].endswith('-dirty') else ''}" if run and run.get("git_commit") else "—"
+        rows.append(f"| [`{stem}`](notebooks/{stem}.ipynb) | {title} | {f'`{profile}`' if profile else '—'} | {took} | {commit} | "
                     f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url}) |")
     return "\n".join(rows) + "\n"
 

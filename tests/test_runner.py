@@ -189,10 +189,12 @@ def test_the_notebook_index_gives_each_committed_notebook_its_profile_and_latest
     entries = [("101_a", "A", "budget", ended), ("102_b", "B", "quick", None), ("103_c", "C", None, None), ("101_a", "A'", "budget", "1999-01-01T00:00:00+00:00")]
     rows = readme.notebook_index(entries, [older, quick, budget]).splitlines()
     precision = amp_label(amp_dtype("auto", "cpu"))
-    assert rows[0] == "| notebook | what | committed run: profile | its wall time | Colab |"
-    assert rows[2].startswith(f"| [`101_a`](notebooks/101_a.ipynb) | A | `budget` | 400 s, CPU (") and f", {precision} | [![Open in Colab]" in rows[2]
+    assert rows[0] == "| notebook | what | committed run: profile | its wall time | its code (commit) | Colab |"
+    commit = budget["metrics"]["notebooks"]["101_a"]["git_commit"]
+    assert rows[2].startswith(f"| [`101_a`](notebooks/101_a.ipynb) | A | `budget` | 400 s, CPU (")
+    assert f", {precision} | `{commit[:7]}`{'-dirty' if commit.endswith('-dirty') else ''} | [![Open in Colab]" in rows[2]
     assert "| `quick` | 20 s, CPU (" in rows[3]  # the committed run's profile, not the other profile's time
-    assert "| C | — | — | [![Open in Colab]" in rows[4]
+    assert "| C | — | — | — | [![Open in Colab]" in rows[4]
     assert "| A' | `budget` | 9 s, GPU, " in rows[5]  # a notebook that ended long ago: the first time recorded after it, the other device's
     for odd in ("not a time", "2026-12-01T07:00:00"):  # unreadable, or naive (taken as UTC): no crash
         assert readme.committed_time([budget["metrics"]["notebooks"]["101_a"]], odd)["seconds"] == 400.0
