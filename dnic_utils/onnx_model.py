@@ -48,15 +48,24 @@ def superseded(card: dict, path: Path) -> str | None:
     source = card.get("source")
     if not source or "run" not in source:  # untrained, or a card without its run's name: nothing to compare with
         return None
+    if path.parent.name != "models" or path.parent.parent.name not in PROFILES:  # exported elsewhere (--out): no record beside it to ask
+        return None
     record_path = path.parent.parent / f"{source['run']}.json"
     try:
         record = json.loads(record_path.read_text())
         created, run_id = record.get("created"), record.get("checkpoint_id")
     except (OSError, ValueError, AttributeError):
-        return f"its run record {source['record']} is missing or unreadable"
+        return f"its run record {source.get('record', record_path.name)} is missing or unreadable"
     if created != source.get("created") or ("checkpoint_id" in source and run_id != source["checkpoint_id"]):
         return f"its run {source['run']} was trained again ({str(created)[:10]}) after this export was made from the run of {str(source.get('created'))[:10]}"
     return None
+
+
+def stale_warning(card: dict) -> str | None:
+    """The warning a command prints for an export that no longer stands for its run; None while it does."""
+    if not card.get("superseded"):
+        return None
+    return f"warning: this export is out of date: {card['superseded']}; export it again (python -m dnic_utils.export RUN)"
 
 
 def find_cards(roots: list[Path] | None = None) -> list[dict]:

@@ -22,7 +22,7 @@ from tabulate import tabulate
 from .cli import positive_int, refuse
 from .errors import DnicError
 from .images import EXTENSIONS, read_file
-from .onnx_model import OnnxModel, card_summary, load_model, top_classes
+from .onnx_model import OnnxModel, card_summary, load_model, stale_warning, top_classes
 
 BATCH = 64  # images decoded and classified together
 
@@ -66,8 +66,9 @@ def table(model: OnnxModel, results: list[dict], k: int) -> str:
     card = model.card
     accuracy = f"test accuracy {card['test_acc']:.2%}" if card["test_acc"] is not None else "untrained: no test accuracy"
     profile = f", profile {card['profile']}" if card["profile"] else ""
-    header = f"model {model.name}: {card['title']} ({accuracy}{profile})" + (f"\nwarning: this export is out of date: {card['superseded']}; "
-                                                                           "export it again (python -m dnic_utils.export RUN)" if card.get("superseded") else "")
+    header = f"model {model.name}: {card['title']} ({accuracy}{profile})"
+    if stale_warning(card):
+        header += f"\n{stale_warning(card)}"
     ordinals = ["1st", "2nd", "3rd"] + [f"{i}th" for i in range(4, k + 1)]
     rows = [[r["image"], *(f"{t['class']} {t['probability']:.1%}" for t in r["top"])] for r in results]
     return f"{header}\n\n{tabulate(rows, headers=['image', *ordinals[:k]], tablefmt='simple')}" if rows else header

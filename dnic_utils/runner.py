@@ -307,7 +307,7 @@ def regenerate_readme(root: Path) -> None:
 def refresh_exports(root: Path, profile: str, data_dir: str | None, failures: list[str]) -> None:
     """Export again each of the profile's exported models whose run was trained again since (its checkpoint is here); a failure is added to `failures`."""
     for card in find_cards([root / "results"]):
-        if card["profile"] == profile and card["superseded"] and card["source"]:
+        if card["profile"] == profile and card["superseded"]:
             try:
                 export_run(card["source"]["run"], profile, data_dir=data_dir)
             except DnicError as err:

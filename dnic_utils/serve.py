@@ -32,7 +32,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from .cli import positive_int, refuse
 from .errors import DnicError
 from .images import CorruptImage, EmptyImage, ImageTooLarge, NotAnImage
-from .onnx_model import OnnxModel, card_summary, find_cards, load_model, top_classes
+from .onnx_model import OnnxModel, card_summary, find_cards, load_model, stale_warning, top_classes
 
 MAX_UPLOAD_BYTES = 10 * 2**20
 FIELD = "file"
@@ -170,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     except DnicError as err:
         return refuse(err)
     print(f"serving {model.name} ({model.card['title']}) on http://{args.host}:{args.port}/", flush=True)
-    if model.card.get("superseded"):
-        print(f"warning: this export is out of date: {model.card['superseded']}; export it again (python -m dnic_utils.export RUN)", flush=True)
+    if stale_warning(model.card):
+        print(stale_warning(model.card), flush=True)
     uvicorn.run(create_app(model, int(args.max_upload_mb * 2**20)), host=args.host, port=args.port, log_level=args.log_level, server_header=False)
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -49,7 +50,8 @@ def test_names_resolve_to_the_highest_profile_and_no_name_to_cifar10(results: Pa
         onnx_model.resolve("nope")
 
 
-def test_an_export_whose_run_was_trained_again_is_flagged_and_not_the_default(results: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_an_export_whose_run_was_trained_again_is_flagged_and_not_the_default(results: Path, tmp_path_factory: pytest.TempPathFactory,
+                                                                               tmp_path: Path) -> None:
     card_path = install(untrained_card(tmp_path_factory, "cifar10"), results, "smoke", "cifar10-vgg16", test_acc=0.9, val_acc=0.9)
     card = json.loads(card_path.read_text())
     card["source"].update(run="cifar10-vgg16", record="results/smoke/cifar10-vgg16.json", created="2026-11-01T10:00:00+00:00")
@@ -66,6 +68,8 @@ def test_an_export_whose_run_was_trained_again_is_flagged_and_not_the_default(re
     assert f"LeNet-5 (untrained) on CIFAR-10 — **out of date**: {stale}; export it again" in models_table(onnx_model.find_cards([results]))
     record.unlink()
     assert "its run record results/smoke/cifar10-vgg16.json is missing" in onnx_model.read_card(card_path)["superseded"]
+    elsewhere = shutil.copytree(card_path.parent, tmp_path / "exports")  # exported with --out: no record beside it to ask
+    assert onnx_model.read_card(elsewhere / card_path.name)["superseded"] is None
 
 
 def test_no_name_without_a_cifar10_model_takes_the_first_found(results: Path) -> None:
