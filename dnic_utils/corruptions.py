@@ -14,8 +14,9 @@ import torchvision.transforms.v2.functional as F
 from scipy.stats import binomtest
 
 from .checkpoint import Trained, load_trained
+from .compare import select, training_records
 from .config import optional, whole
-from .data import load_raw
+from .data import dataset_info, load_raw
 from .devices import default_device
 from .errors import DnicError
 from .files import file_sha256
@@ -149,14 +150,19 @@ def robustness(models: dict[str, Trained], images: torch.Tensor, labels: torch.T
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=COLUMNS)
 
 
+def _key(run: str, profile: str, images: int, data_sha256: str | None, checkpoint_sha256: str | None) -> dict:
+    """What a model's robustness results depend on: its training run (the record's checkpoint id), the images and the corruptions."""
+    record = read_record(profile, run) or {}
+    return {"run": run, "checkpoint_id": record.get("checkpoint_id"), "checkpoint_sha256": checkpoint_sha256, "data_sha256": data_sha256,
+            "images": images, "subset_seed": 0, "noise_seed": NOISE_SEED, "levels": {c.name: list(c.levels) for c in CORRUPTIONS.values()}}
+
+
 def cached_evaluate(run: str, trained: Trained, profile: str, images: torch.Tensor, labels: torch.Tensor, data: dict) -> pd.DataFrame:
     """evaluate(), kept in the record results/<profile>/robustness-<run>.json and reused while its inputs are the same.
 
     The inputs are the checkpoint, the images and the corruptions: the study costs minutes on a CPU once per checkpoint, then seconds.
     """
-    key = {"run": run, "checkpoint_sha256": file_sha256(checkpoint_dir(profile, run) / "best.pt"), "data_sha256": data.get("sha256"),
-           "images": len(images), "subset_seed": 0,
-           "noise_seed": NOISE_SEED, "levels": {c.name: list(c.levels) for c in CORRUPTIONS.values()}}
+    key = _key(run, profile, len(images), data.get("sha256"), file_sha256(checkpoint_dir(profile, run) / "best.pt"))
     cached = read_record(profile, f"robustness-{run}")
     if cached and cached["config"] == key:
         return pd.DataFrame(cached["metrics"]["rows"])
@@ -168,29 +174,69 @@ def cached_evaluate(run: str, trained: Trained, profile: str, images: torch.Tens
     return table
 
 
+def kept_results(run: str, profile: str, count: int) -> pd.DataFrame | None:
+    """The kept robustness results (evaluate()'s table and the images) of a run whose checkpoint is not here, if measured on its current run.
+
+    Checkpoints stay on the machine that trained them, so a study of runs trained in several sessions reads each one's results from
+    the session that had its checkpoint: the record's checkpoint id names the training run, the data checksum the test set.
+    """
+    record, cached = read_record(profile, run), read_record(profile, f"robustness-{run}")
+    if not (record and cached and record.get("checkpoint_id")):
+        return None
+    test_images = record["data"].get("sizes", {}).get("test", count)
+    want = _key(run, profile, min(count, test_images), record["data"].get("sha256"), None)
+    del want["checkpoint_sha256"]  # the file is not here to hash; its training run is named by the id
+    if any(cached["config"].get(name) != value for name, value in want.items()):
+        return None
+    return pd.DataFrame(cached["metrics"]["rows"]).assign(images=want["images"])
+
+
 def study(runs: dict[str, str], profile: str, dataset: str, count: int | None, data_dir: str | None = None) -> tuple[pd.DataFrame, list[str], str]:
-    """The robustness study of the models whose checkpoint is here: the results, the skips, a note.
+    """The robustness study of the models whose checkpoint is here, or whose results were kept from it: the results, the skips, a note.
 
     `profile` is the compared runs'; the images are a seeded subset of the test set of `count` images (None: IMAGES[profile]).
     """
     optional(whole(1))("corruption_images", count)
+    count = IMAGES[profile] if count is None else count
     models, skipped = load_models(runs, profile)
-    if not models:
+    kept = {title: table for title, run in runs.items() if title not in models and (table := kept_results(run, profile, count)) is not None}
+    skipped = [line for line in skipped if not any(line.startswith(f"{title}: ") for title in kept)]
+    if not models and not kept:
         return robustness({}, torch.empty(0), torch.empty(0)), skipped, (
             f"No checkpoint of profile `{profile}` is here for any of the {len(runs)} models (checkpoints are not in the repository, so a "
-            "fresh clone has none): the robustness study is skipped. Running the model notebooks first makes them.")
-    raw = load_raw(dataset, data_dir)
-    images, labels = subset(raw.test_x, raw.test_y, IMAGES[profile] if count is None else count)
-    data = {"dataset": dataset, **raw.source}
-    results = pd.concat([labelled(cached_evaluate(runs[title], trained, profile, images, labels, data), title, trained, images)
-                         for title, trained in models.items()], ignore_index=True)
-    note = (f"{len(models)} of {len(runs)} models, each from its checkpoint (profile `{profile}`), on the same {len(images):,} test images "
-            f"(a seeded random subset of {len(raw.test_y):,}) under {len(CORRUPTIONS)} corruptions at {len(SEVERITIES)} severities. Each "
-            f"model's results are kept in results/{profile}/robustness-<run>.json and reused while its checkpoint is unchanged. "
-            "Every accuracy here is single pass, one view per image: a recipe's test-time augmentation is not applied, so the clean "
+            "fresh clone has none), and no results kept from one: the robustness study is skipped. Running the model notebooks first "
+            "makes them.")
+    classes = len(dataset_info(dataset).classes)
+    tables = {title: table.assign(model=title, classes=classes)[COLUMNS] for title, table in kept.items()}
+    if models:
+        raw = load_raw(dataset, data_dir)
+        images, labels = subset(raw.test_x, raw.test_y, count)
+        data = {"dataset": dataset, **raw.source}
+        tables |= {title: labelled(cached_evaluate(runs[title], trained, profile, images, labels, data), title, trained, images)
+                   for title, trained in models.items()}
+    results = pd.concat([tables[title] for title in runs if title in tables], ignore_index=True)
+    where = (f"{len(models)} evaluated from the checkpoint here" if models else "") + (" and " if models and kept else "") + (
+        f"{len(kept)} read from the results kept when the checkpoint was here: {', '.join(kept)}" if kept else "")
+    size, test_images = int(results["images"].iloc[0]), dataset_info(dataset).sizes[1]  # the canonical test set
+    note = (f"{len(tables)} of {len(runs)} models ({where}; profile `{profile}`), on the same {size:,} test images "
+            f"(a seeded random subset of {test_images:,}) under {len(CORRUPTIONS)} corruptions at {len(SEVERITIES)} severities. Each "
+            f"model's results are kept in results/{profile}/robustness-<run>.json and reused while its record names the same training "
+            "run. Every accuracy here is single pass, one view per image: a recipe's test-time augmentation is not applied, so the clean "
             "accuracy can differ from the leaderboard's, which averages several views for recipes with test-time augmentation. "
             + ranking_note(results))
     return results, skipped, note
+
+
+def keep_results(profile: str, data_dir: str | None = None) -> list[str]:
+    """Measure and keep the robustness results of the profile's compared CIFAR-10 runs whose checkpoint is here; their titles.
+
+    Checkpoints stay on the machine that trained them and the results travel with the records, so the runner calls this after a
+    batch: the comparison made in a later session reads the results of runs trained in earlier ones.
+    """
+    selection = select([r for r in training_records() if r["profile"] == profile], "cifar10", profile)
+    runs = {run.title: run.default["name"] for run in selection.runs.values()}
+    results = study(runs, profile, "cifar10", None, data_dir)[0] if runs else pd.DataFrame(columns=COLUMNS)
+    return list(dict.fromkeys(results["model"]))
 
 
 def above_chance(accuracy: float, images: int, classes: int) -> bool:

@@ -25,6 +25,7 @@ import nbformat
 
 from .cli import positive_int, refuse
 from .config import PROFILES, RunConfig, make_config, resolve_profile, same_recipe
+from .corruptions import keep_results
 from .data import DATASETS
 from .devices import amp_dtype, amp_label, default_device, device_slug
 from .errors import DnicError
@@ -316,6 +317,17 @@ def refresh_exports(root: Path, profile: str, data_dir: str | None, failures: li
                 print(f"exported {card['name']} again: {card['superseded']}", flush=True)
 
 
+def keep_robustness(profile: str, data_dir: str | None, failures: list[str]) -> None:
+    """Keep the robustness results of the profile's CIFAR-10 runs whose checkpoint is here (see corruptions.keep_results); a failure is added to `failures`."""
+    try:
+        kept = keep_results(profile, data_dir)
+    except DnicError as err:
+        failures.append(f"robustness results: {err.problem} Fix: {err.fix}")
+    else:
+        if kept:
+            print(f"robustness results kept for {len(kept)} CIFAR-10 models whose checkpoint is here: {', '.join(kept)}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Execute the report; print per-notebook status; exit non-zero if any notebook failed."""
     parser = argparse.ArgumentParser(prog="python -m dnic_utils.runner", description=__doc__.splitlines()[0])
@@ -428,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = f"{len(timings)} ok, {len(failures)} failed, {time.perf_counter() - start:.0f} s in all"
     if timings:
         refresh_exports(root, profile, os.environ.get("DNIC_DATA_DIR"), failures)
+        keep_robustness(profile, os.environ.get("DNIC_DATA_DIR"), failures)
         try:
             regenerate_readme(root)
         except DnicError as err:  # the notebooks and records written stay; only the tables wait

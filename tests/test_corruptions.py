@@ -8,8 +8,10 @@ import torch
 
 from dnic_utils import corruptions
 from dnic_utils.checkpoint import Trained, load_trained, save_trained
+from dnic_utils.data import load_raw
 from dnic_utils.errors import DnicError
 from dnic_utils.models import build_model
+from dnic_utils.records import make_record, read_record, write_record
 from dnic_utils.settings import checkpoint_dir
 
 
@@ -177,3 +179,36 @@ def test_the_study_reuses_its_results_until_the_checkpoint_changes(project_dir, 
     save_trained(path, trained.model.state_dict(), trained.meta)
     corruptions.study(runs, "smoke", "cifar10", 6, str(fixture_data))
     assert calls == [1, 1]  # another checkpoint: measured again
+
+
+def test_a_run_whose_checkpoint_is_gone_is_read_from_the_results_kept_for_its_training_run(project_dir, fixture_data) -> None:
+    """Checkpoints stay on the machine that trained them: the kept results stand in while the record names the same training run."""
+    trained = tiny_trained()
+    path = checkpoint_dir("smoke", "cifar10-lenet5") / "best.pt"
+    save_trained(path, trained.model.state_dict(), trained.meta)
+    runs = {"LeNet-5": "cifar10-lenet5"}
+    data = {"sha256": load_raw("cifar10", str(fixture_data)).source["sha256"]}  # the test set the study reads
+    record = make_record("run", "cifar10-lenet5", "smoke", {}, {}, device="cpu", data=data, seed=0, wall_time_s=1.0, checkpoint_id="run-one")
+    write_record(record)
+    first, _, _ = corruptions.study(runs, "smoke", "cifar10", 8, str(fixture_data))
+    path.unlink()
+    again, skipped, note = corruptions.study(runs, "smoke", "cifar10", 8, data_dir="/nonexistent")  # no data is loaded either
+    assert again.equals(first) and skipped == []
+    assert note.startswith("1 of 1 models (1 read from the results kept when the checkpoint was here: LeNet-5;")
+    assert corruptions.study(runs, "smoke", "cifar10", 6, data_dir="/nonexistent")[0].empty  # other images: nothing kept
+    write_record({**record, "checkpoint_id": "run-two"})  # retrained elsewhere: the kept results are another run's
+    results, skipped, note = corruptions.study(runs, "smoke", "cifar10", 8, data_dir="/nonexistent")
+    assert results.empty and len(skipped) == 1 and "no results kept from one" in note
+
+
+def test_keep_results_measures_the_profiles_cifar10_runs_whose_checkpoint_is_here(project_dir, fixture_data) -> None:
+    from compare_records import record  # imported here: the other tests need no synthetic records
+
+    trained = tiny_trained()
+    save_trained(checkpoint_dir("smoke", "cifar10-lenet5") / "best.pt", trained.model.state_dict(), trained.meta)
+    for arch in ("lenet5", "vgg16"):  # VGG16's checkpoint is not here: nothing to measure
+        write_record(record(arch, profile="smoke"))
+    assert corruptions.keep_results("smoke", str(fixture_data)) == ["LeNet-5"]
+    kept = read_record("smoke", "robustness-cifar10-lenet5")
+    assert kept["config"]["images"] == corruptions.IMAGES["smoke"] and len(kept["metrics"]["rows"]) == 16
+    assert corruptions.keep_results("quick", str(fixture_data)) == []  # another profile's runs only

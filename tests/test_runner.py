@@ -675,3 +675,18 @@ def test_nbval_on_notebooks_alone_stops_with_the_fix() -> None:
     paired = subprocess.run([sys.executable, "-m", "pytest", "-n", "0", "-p", "no:cacheprovider", "--collect-only", "-q",
                              "tests/conftest.py", "notebooks/101_mnist_lenet5.ipynb"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert paired.returncode == 0 and "notebooks/101_mnist_lenet5.ipynb::Cell 0" in paired.stdout
+
+
+def test_keeping_the_robustness_results_reports_a_failure_and_what_it_kept(monkeypatch, capsys) -> None:
+    from dnic_utils.errors import DnicError
+
+    def broken(profile: str, data_dir: str | None) -> list[str]:
+        raise DnicError("No data directory at /nowhere.", "set DNIC_DATA_DIR.")
+
+    failures: list[str] = []
+    monkeypatch.setattr(runner, "keep_results", broken)
+    runner.keep_robustness("budget", "/nowhere", failures)
+    assert failures == ["robustness results: No data directory at /nowhere. Fix: set DNIC_DATA_DIR."]
+    monkeypatch.setattr(runner, "keep_results", lambda profile, data_dir: ["LeNet-5", "VGG16"])
+    runner.keep_robustness("budget", None, failures)
+    assert len(failures) == 1 and "robustness results kept for 2 CIFAR-10 models whose checkpoint is here: LeNet-5, VGG16" in capsys.readouterr().out
