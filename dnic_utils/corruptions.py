@@ -20,7 +20,7 @@ from .data import dataset_info, load_raw
 from .devices import default_device
 from .errors import DnicError
 from .files import file_sha256
-from .records import make_record, read_record, write_record
+from .records import make_record, read_record, same_run, write_record
 from .settings import checkpoint_dir
 
 SEVERITIES = (1, 2, 3)
@@ -150,10 +150,14 @@ def robustness(models: dict[str, Trained], images: torch.Tensor, labels: torch.T
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=COLUMNS)
 
 
-def _key(run: str, profile: str, images: int, data_sha256: str | None, checkpoint_sha256: str | None) -> dict:
-    """What a model's robustness results depend on: its training run (the record's checkpoint id), the images and the corruptions."""
+def _key(run: str, profile: str, images: int, data_sha256: str | None, checkpoint_sha256: str | None, meta: dict | None = None) -> dict:
+    """What a model's robustness results depend on: its training run, the images and the corruptions.
+
+    The training run is the record's checkpoint id, taken for a checkpoint here only if the record describes the run that wrote it.
+    """
     record = read_record(profile, run) or {}
-    return {"run": run, "checkpoint_id": record.get("checkpoint_id"), "checkpoint_sha256": checkpoint_sha256, "data_sha256": data_sha256,
+    run_id = record.get("checkpoint_id") if meta is None or same_run(record, meta) else None
+    return {"run": run, "checkpoint_id": run_id, "checkpoint_sha256": checkpoint_sha256, "data_sha256": data_sha256,
             "images": images, "subset_seed": 0, "noise_seed": NOISE_SEED, "levels": {c.name: list(c.levels) for c in CORRUPTIONS.values()}}
 
 
@@ -162,7 +166,7 @@ def cached_evaluate(run: str, trained: Trained, profile: str, images: torch.Tens
 
     The inputs are the checkpoint, the images and the corruptions: the study costs minutes on a CPU once per checkpoint, then seconds.
     """
-    key = _key(run, profile, len(images), data.get("sha256"), file_sha256(checkpoint_dir(profile, run) / "best.pt"))
+    key = _key(run, profile, len(images), data.get("sha256"), file_sha256(checkpoint_dir(profile, run) / "best.pt"), trained.meta)
     cached = read_record(profile, f"robustness-{run}")
     if cached and cached["config"] == key:
         return pd.DataFrame(cached["metrics"]["rows"])

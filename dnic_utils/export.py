@@ -29,7 +29,7 @@ from .errors import DnicError
 from .files import atomic_write_bytes
 from .models import build_model, model_spec
 from .onnx_model import CARD_FORMAT, session_from_bytes
-from .records import git_commit, read_record, results_dir, utc_now
+from .records import git_commit, read_record, results_dir, same_run, utc_now
 
 TOLERANCE = 1e-3  # the largest |logit difference| between onnxruntime and PyTorch an export may show (fp32 both)
 PARITY_BATCH = 512
@@ -117,8 +117,7 @@ def source_record(meta: dict) -> dict:
     if record is None:
         raise DnicError(f"No run record results/{profile}/{name}.json for the trained model of {name}.",
                         "rerun the run's notebook: it writes the record the card takes its test accuracy and provenance from.")
-    m = record["metrics"]
-    if (record["config"], m["best_epoch"], m["best_val_acc"]) != (meta["config"], meta["epoch"], meta["val_acc"]):
+    if not same_run(record, meta):
         raise DnicError(f"The record results/{profile}/{name}.json and checkpoints/{profile}/{name}/best.pt come from different runs.",
                         "rerun the run's notebook, so that both are written by one run.")
     return record

@@ -121,6 +121,12 @@ def read_record(profile: str, name: str) -> dict | None:
 PREDICTION_DTYPES = {"y_true": np.uint8, "y_pred": np.uint8, "confidence": np.float16}
 
 
+def same_run(record: dict, meta: dict) -> bool:
+    """Whether a trained model's metadata (its best.pt) comes from the run a record describes: same config, selected epoch and accuracy."""
+    m = record.get("metrics", {})
+    return (record.get("config"), m.get("best_epoch"), m.get("best_val_acc")) == (meta.get("config"), meta.get("epoch"), meta.get("val_acc"))
+
+
 def encode_predictions(y_true: torch.Tensor, y_pred: torch.Tensor, confidence: torch.Tensor) -> dict:
     """Per test image the label, the prediction and its softmax probability, base64 of little-endian arrays: 4 bytes per image."""
     arrays = {"y_true": y_true, "y_pred": y_pred, "confidence": confidence}

@@ -185,11 +185,15 @@ def test_a_run_whose_checkpoint_is_gone_is_read_from_the_results_kept_for_its_tr
     """Checkpoints stay on the machine that trained them: the kept results stand in while the record names the same training run."""
     trained = tiny_trained()
     path = checkpoint_dir("smoke", "cifar10-lenet5") / "best.pt"
-    save_trained(path, trained.model.state_dict(), trained.meta)
     runs = {"LeNet-5": "cifar10-lenet5"}
     data = {"sha256": load_raw("cifar10", str(fixture_data)).source["sha256"]}  # the test set the study reads
-    record = make_record("run", "cifar10-lenet5", "smoke", {}, {}, device="cpu", data=data, seed=0, wall_time_s=1.0, checkpoint_id="run-one")
+    record = make_record("run", "cifar10-lenet5", "smoke", {"lr": 0.1}, {"best_epoch": 2, "best_val_acc": 0.5}, device="cpu", data=data,
+                         seed=0, wall_time_s=1.0, checkpoint_id="run-one")
     write_record(record)
+    save_trained(path, trained.model.state_dict(), {**trained.meta, "config": {"lr": 0.1}, "epoch": 1, "val_acc": 0.5})
+    corruptions.study(runs, "smoke", "cifar10", 8, str(fixture_data))  # a checkpoint the record does not describe: not its run
+    assert read_record("smoke", "robustness-cifar10-lenet5")["config"]["checkpoint_id"] is None
+    save_trained(path, trained.model.state_dict(), {**trained.meta, "config": {"lr": 0.1}, "epoch": 2, "val_acc": 0.5})
     first, _, _ = corruptions.study(runs, "smoke", "cifar10", 8, str(fixture_data))
     path.unlink()
     again, skipped, note = corruptions.study(runs, "smoke", "cifar10", 8, data_dir="/nonexistent")  # no data is loaded either
