@@ -42,7 +42,8 @@ def test_tiny_run_writes_one_record_and_regenerates_results(fixture_data: Path, 
 
     [path] = (project_dir / "results").glob("*/bench-speed-*.json")
     rec = json.loads(path.read_text())
-    assert set(REQUIRED_KEYS) <= set(rec) and rec["kind"] == "benchmark" and rec["name"] == f"bench-speed-{device_slug(speed.default_device())}"
+    precision = amp_label(amp_dtype("auto", speed.default_device()))  # peak and training in the precision training uses
+    assert set(REQUIRED_KEYS) <= set(rec) and rec["kind"] == "benchmark" and rec["name"] == f"bench-speed-{device_slug(speed.default_device(), precision)}-fastnet1"
     assert set(rec["config"]) == set(rec["metrics"]) == {"pipeline", "time_to_accuracy", "mfu"}
     assert rec["data"]["cifar10"]["title"] == "CIFAR-10 (JPEG q75 copy)"
     pipe = rec["metrics"]["pipeline"]["lenet5"]
@@ -66,8 +67,8 @@ def test_tiny_run_writes_one_record_and_regenerates_results(fixture_data: Path, 
     assert all("No runs yet" in t for t in (step_table, operator_table, budget_table, recipe_table, load_table))
     assert "| 2,482 | 7,312 | **2.95×** |" in pipeline and pipeline.count("| lenet5 |") == 2  # the legacy row and this run's
     assert "| fastnet | 1/1 |" in accuracy_table
+    assert f"| {acc['best_val_acc']:.2%} | {acc['test_acc']:.2%} | 94%: " in accuracy_table and " · 93%: " in accuracy_table  # plateau and milestones
     assert f"**{mfu['mfu']:.1%}**" in mfu_table
-    precision = amp_label(amp_dtype("auto", speed.default_device()))  # peak and training in the precision training uses
     assert rec["config"]["mfu"]["amp"] == precision and f"| {precision} |" in mfu_table
     assert (REPO_ROOT / "benchmarks" / "RESULTS.md").read_bytes() == repo_md
 
@@ -128,6 +129,23 @@ def test_mfu_arithmetic() -> None:
 @pytest.mark.parametrize(("acc", "reached", "time"), [(0.95, True, 12.5), (0.94, True, 12.5), (0.9399, False, None)])
 def test_time_to_target(acc: float, reached: bool, time: float | None) -> None:
     assert speed.accuracy_outcome(acc, 12.5, 0.94) == {"reached": reached, "time_to_target_s": time}
+
+
+def test_a_run_with_other_accuracy_epochs_gets_a_record_of_its_own() -> None:
+    cpu = device_slug("cpu", "fp32")
+    assert speed.record_name("cpu", "fp32", [("fastnet", 10)]) == f"bench-speed-{cpu}" and cpu.endswith("-fp32")
+    assert speed.record_name("cpu", "bfloat16", [("fastnet", 10)]) == f"bench-speed-{device_slug('cpu', 'bfloat16')}"  # beside fp32's
+    assert speed.record_name("cpu", "fp32", [("fastnet", 25)]) == f"bench-speed-{cpu}-fastnet25"
+    assert speed.record_name("cpu", "fp32", [("resnet9", 12), ("fastnet", 10)]) == f"bench-speed-{cpu}-resnet912-fastnet10"
+
+
+def test_first_reached_reads_the_training_time_of_the_first_point_at_the_level() -> None:
+    curve = [{"train_time_s": 10.0, "val_acc": 0.85}, {"train_time_s": 20.0, "val_acc": 0.91}, {"train_time_s": 30.0, "val_acc": 0.90},
+             {"train_time_s": 40.0, "val_acc": 0.93}]
+    assert speed.first_reached(curve, 0.90) == 20.0
+    assert speed.first_reached(curve, 0.93) == 40.0
+    assert speed.first_reached(curve, 0.94) is None
+    assert speed.first_reached([], 0.5) is None
 
 
 @pytest.mark.parametrize(("args", "message"), [
