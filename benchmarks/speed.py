@@ -20,8 +20,8 @@ In one run, on whatever device is present:
 
 Writes one run record per device model and precision (results/<profile>/bench-speed-<device model>-<precision>.json, as the
 runner's timing records are named; other --accuracy-epochs than the device's default are appended, e.g. -fastnet25, so a longer
-run sits beside the default one) and regenerates benchmarks/RESULTS.md from every benchmark record (the older bench-loader-* and
-bench-speed-<device model> records included).
+run sits beside the default one, and --skip-accuracy appends -no-accuracy) and regenerates benchmarks/RESULTS.md from every
+benchmark record (the older bench-loader-* and bench-speed-<device model> records included).
 """
 
 from __future__ import annotations
@@ -49,13 +49,16 @@ from dnic_utils.files import atomic_write_bytes
 from dnic_utils.models import REGISTRY, build_model, count_flops, model_spec
 from dnic_utils.records import load_records, make_record, write_record
 from dnic_utils.experiment import model_for_run, run_augment, run_loaders
-from dnic_utils.train import evaluate, fit, make_optimizer, seed_everything
+from dnic_utils.train import PROBE_IMAGES, evaluate, fit, make_optimizer, seed_everything
 
 RESULTS_MD = Path(__file__).with_name("RESULTS.md")
 ACCURACY_DATASET = "cifar10"
 MFU_ARCH = "resnet18"  # the optimizer's configuration in images_per_s; the MFU section measures MFU_ARCHS
 MFU_ARCHS = ("resnet18", "fastnet")
 CONV_SHAPE = {"cuda": (256, 256, 16), "cpu": (32, 256, 16)}  # batch, channels, side of the 3×3 conv that measures the conv peak
+# Untimed calls before a peak's timed ones: on the AMX Xeon the first two bf16 convs of that shape ran at 1.5 and 2.7 TFLOP/s,
+# the next ones at about 4, and one warm-up call once left a conv peak of 1.2 in a record.
+PEAK_WARMUP = 3
 # Per device type, sizes that take seconds on one H100 and about two minutes on a 2-core CPU.
 DEFAULTS = {
     "cuda": {"batch_size": 512, "steps": 50, "mfu_batch_size": 512, "mfu_steps": 50, "peak_size": 8192},
@@ -177,10 +180,12 @@ def first_reached(curve: list[dict], level: float) -> float | None:
     return next((p["train_time_s"] for p in curve if p["val_acc"] >= level), None)
 
 
-def record_name(device: str, precision: str, accuracy_epochs: list[tuple[str, int]]) -> str:
-    """bench-speed-<device model and precision>, with the time-to-accuracy nets and epochs appended where they are not the device's default."""
+def record_name(device: str, precision: str, accuracy_epochs: list[tuple[str, int]], skip_accuracy: bool = False) -> str:
+    """bench-speed-<device model and precision>, with -no-accuracy or the time-to-accuracy nets and epochs appended where they are not the device's default."""
     name = f"bench-speed-{device_slug(device, precision)}"
-    if list(accuracy_epochs) != ACCURACY_EPOCHS["cuda" if is_cuda(device) else "cpu"]:
+    if skip_accuracy:  # a run without that section never replaces a record that holds one
+        name += "-no-accuracy"
+    elif list(accuracy_epochs) != ACCURACY_EPOCHS["cuda" if is_cuda(device) else "cpu"]:
         name += "-" + "-".join(f"{arch}{epochs}" for arch, epochs in accuracy_epochs)
     return name
 
@@ -237,19 +242,19 @@ def matmul_flops(n: int) -> int:
 
 
 def matmul_seconds(device: str, n: int, repeats: int, dtype: torch.dtype = torch.bfloat16) -> list[float]:
-    """Seconds per n×n matmul of the dtype in each of `repeats` timed batches, after a warm-up batch."""
+    """Seconds per n×n matmul of the dtype in each of `repeats` timed batches, after PEAK_WARMUP untimed ones."""
     a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
     out = torch.empty_like(a)
     per_batch = 10 if is_cuda(device) else 1  # one 8192 matmul takes ~2 ms on a GPU: time several
     times = []
-    for _ in range(repeats + 1):
+    for _ in range(PEAK_WARMUP + repeats):
         synchronize(device)
         start = time.perf_counter()
         for _ in range(per_batch):
             torch.matmul(a, b, out=out)
         synchronize(device)
         times.append((time.perf_counter() - start) / per_batch)
-    return times[1:]
+    return times[PEAK_WARMUP:]
 
 
 def peak_flops(n: int, seconds: list[float]) -> float:
@@ -265,19 +270,19 @@ def mfu_metrics(images_per_second: float, forward_flops: int, peak: float) -> di
 
 
 def conv_seconds(device: str, shape: tuple[int, int, int], repeats: int, dtype: torch.dtype) -> list[float]:
-    """Seconds per forward 3×3 convolution (padding 1, channels_last) of a (batch, channels, side) input in each timed repeat."""
+    """Seconds per forward 3×3 convolution (padding 1, channels_last) of a (batch, channels, side) input in each timed repeat, after PEAK_WARMUP untimed ones."""
     batch, channels, side = shape
     x = torch.randn(batch, channels, side, side, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
     w = torch.randn(channels, channels, 3, 3, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
     times = []
     with torch.no_grad():
-        for _ in range(repeats + 1):
+        for _ in range(PEAK_WARMUP + repeats):
             synchronize(device)
             start = time.perf_counter()
             F.conv2d(x, w, padding=1)
             synchronize(device)
             times.append(time.perf_counter() - start)
-    return times[1:]
+    return times[PEAK_WARMUP:]
 
 
 def conv_flops(shape: tuple[int, int, int]) -> int:
@@ -364,7 +369,7 @@ def parse_args(argv: list[str] | None, device: str) -> argparse.Namespace:
     group.add_argument("--accuracy-eval-size", type=int_at_least(1), help="validation and test images, each (default: the full profile's)")
     group = parser.add_argument_group("3. MFU")
     group.add_argument("--peak-size", type=int_at_least(1), help="n of the n×n matmuls that measure the peak (default: %(default)s)")
-    group.add_argument("--peak-repeats", type=int_at_least(1), default=5, help="timed matmul batches; the best counts (default: %(default)s)")
+    group.add_argument("--peak-repeats", type=int_at_least(1), default=10, help="timed matmul batches and convs; the best counts (default: %(default)s)")
     group.add_argument("--mfu-batch-size", type=int_at_least(1), help="default: %(default)s")
     group.add_argument("--mfu-steps", type=int_at_least(1), help="timed ResNet18 training steps (default: %(default)s)")
     kind = "cuda" if is_cuda(device) else "cpu"
@@ -407,10 +412,10 @@ def benchmark(args: argparse.Namespace, device: str) -> Path:
         "time_to_accuracy": {"dataset": ACCURACY_DATASET, "epochs": dict(args.accuracy_epochs), "batch_size": args.accuracy_batch_size, "lr": args.accuracy_lr,
                 "target": args.accuracy_target, "train_size": args.accuracy_train_size, "eval_size": args.accuracy_eval_size, "skipped": skip},
         "mfu": {"dataset": ACCURACY_DATASET, "arch": list(MFU_ARCHS), "batch_size": args.mfu_batch_size, "steps": args.mfu_steps, "warmup": args.warmup,
-                "peak_size": args.peak_size, "peak_repeats": args.peak_repeats, "amp": amp_label(amp)},
+                "peak_size": args.peak_size, "peak_repeats": args.peak_repeats, "peak_warmup": PEAK_WARMUP, "amp": amp_label(amp)},
     }
     data = {s.info.key: {"title": dataset_title(s.info, s.source), **s.source} for s in (splits, cifar)}
-    return publish(make_record("benchmark", record_name(device, amp_label(amp), args.accuracy_epochs), profile, config, metrics, device=device, data=data, seed=0,
+    return publish(make_record("benchmark", record_name(device, amp_label(amp), args.accuracy_epochs, args.skip_accuracy), profile, config, metrics, device=device, data=data, seed=0,
                                wall_time_s=time.perf_counter() - start), args.results_md)
 
 
@@ -463,6 +468,30 @@ def accuracy_rows(r: dict) -> list[str]:
                           f"{m['train_images']:,}", f"{m['wall_time_s']:.1f}", f"{m['best_val_acc']:.2%}", f"{m['test_acc']:.2%}",
                           f"{c['target']:.0%}: {reached}", milestones if curve else "—", r["versions"]["torch"], r["versions"]["torchvision"]]))
     return rows
+
+
+def plateau_notes(speed: list[dict]) -> str:
+    """Per net that missed the target at two or more epoch budgets on one device and precision: what the longest run added to the shortest."""
+    runs: dict[tuple, list[tuple[dict, dict]]] = {}
+    for r in speed:
+        dataset = r["config"]["time_to_accuracy"]["dataset"]
+        for arch, m in r["metrics"]["time_to_accuracy"].items():
+            runs.setdefault((device_label(r["device"]), m["amp"], dataset, arch), []).append((r, m))
+    notes = []
+    for (device, amp, dataset, arch), found in runs.items():
+        if len({m["epochs_run"] for _, m in found}) < 2 or any(m["reached"] for _, m in found):
+            continue
+        (_, short), (r, long) = sorted(found, key=lambda run: (run[1]["epochs_run"], run[0]["created"]))[::len(found) - 1]
+        target, top = r["config"]["time_to_accuracy"]["target"], max((p["val_acc"] for p in long["curve"]), default=None)
+        curve = "" if top is None else f"; the highest point of its curve on the {PROBE_IMAGES}-image validation slice was {top:.2%}"
+        notes.append(f"- **{model_spec(arch).title}** on {r['data'][dataset]['title']}, {device}, {amp}: {short['epochs_run']} epochs reached "
+                     f"{short['test_acc']:.2%} test accuracy ({short['best_val_acc']:.2%} best validation) in {short['wall_time_s']:,.0f} s, "
+                     f"{long['epochs_run']} epochs {long['test_acc']:.2%} ({long['best_val_acc']:.2%}) in {long['wall_time_s']:,.0f} s: "
+                     f"{long['wall_time_s'] / short['wall_time_s']:.1f}× the time for {100 * (long['test_acc'] - short['test_acc']):+.2f} points. "
+                     f"Neither reached {target:.0%}{curve}.")
+    if not notes:
+        return ""
+    return "\nWhere a net missed the target at several epoch budgets on one device and precision, where its recipe plateaus:\n\n" + "\n".join(notes) + "\n"
 
 
 def mfu_rows(r: dict) -> list[str]:
@@ -543,8 +572,8 @@ def write_results_md(path: Path, records: list[dict]) -> None:
                 [row for r in bench for row in pipeline_rows(r)], "No runs yet.")),
         ("Time to accuracy: wall time of dnic_utils.train.fit, one test evaluation at the end",
          _table(["date", "device", "profile", "dataset", "model", "epochs (run/planned)", "batch", "precision", "train images", "wall time (s)",
-                 "best validation", "test accuracy", "time to target", "validation curve: training time to", *versions],
-                [row for r in speed for row in accuracy_rows(r)], "No runs yet.")),
+                 "best validation", "test accuracy", "time to target", f"validation curve ({PROBE_IMAGES}-image slice): training time to", *versions],
+                [row for r in speed for row in accuracy_rows(r)], "No runs yet.") + plateau_notes(speed)),
         ("MFU: training FLOP/s (dnic pipeline) as a fraction of the measured matmul and 3×3 conv peaks in the same precision",
          _table(["date", "device", "profile", "precision", "peak TFLOP/s (matmul n)", "conv peak TFLOP/s", "model", "batch", "forward GFLOP/image",
                  "training GFLOP/image", "img/s", "achieved TFLOP/s", "MFU (matmul)", "MFU (conv)", *versions],

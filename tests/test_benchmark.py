@@ -137,6 +137,30 @@ def test_a_run_with_other_accuracy_epochs_gets_a_record_of_its_own() -> None:
     assert speed.record_name("cpu", "bfloat16", [("fastnet", 10)]) == f"bench-speed-{device_slug('cpu', 'bfloat16')}"  # beside fp32's
     assert speed.record_name("cpu", "fp32", [("fastnet", 25)]) == f"bench-speed-{cpu}-fastnet25"
     assert speed.record_name("cpu", "fp32", [("resnet9", 12), ("fastnet", 10)]) == f"bench-speed-{cpu}-resnet912-fastnet10"
+    assert speed.record_name("cpu", "fp32", [("fastnet", 10)], skip_accuracy=True) == f"bench-speed-{cpu}-no-accuracy"  # never replaces one that has it
+
+
+def accuracy_record(created: str, epochs: int, test_acc: float, wall: float, reached: bool = False, amp: str = "bfloat16") -> dict:
+    """A bench-speed record holding one FastNet time-to-accuracy run, as benchmark() writes it."""
+    run = {"epochs": epochs, "epochs_run": epochs, "amp": amp, "reached": reached, "test_acc": test_acc, "best_val_acc": test_acc - 0.01,
+           "wall_time_s": wall, "curve": [{"train_time_s": 1.0, "val_acc": 0.5}, {"train_time_s": 2.0, "val_acc": test_acc - 0.02}]}
+    return {"created": created, "device": {"type": "cpu", "name": "Xeon", "threads": 2}, "data": {"cifar10": {"title": "CIFAR-10 (JPEG q75 copy)"}},
+            "config": {"time_to_accuracy": {"dataset": "cifar10", "target": 0.94}}, "metrics": {"time_to_accuracy": {"fastnet": run}}}
+
+
+def test_a_net_that_missed_the_target_at_two_budgets_gets_a_plateau_note() -> None:
+    short, long = accuracy_record("2026-12-03T10", 10, 0.8986, 462.0), accuracy_record("2026-12-03T11", 25, 0.9105, 1060.0)
+    note = speed.plateau_notes([long, short])
+    assert "10 epochs reached 89.86% test accuracy (88.86% best validation) in 462 s, 25 epochs 91.05% (90.05%) in 1,060 s" in note
+    assert "2.3× the time for +1.19 points. Neither reached 94%" in note and "validation slice was 89.05%" in note
+    assert speed.plateau_notes([short]) == ""  # one budget shows no plateau
+    assert speed.plateau_notes([short, accuracy_record("2026-12-03T11", 25, 0.9405, 1060.0, reached=True)]) == ""  # the target was met
+    assert speed.plateau_notes([short, accuracy_record("2026-12-03T11", 25, 0.9, 3000.0, amp="fp32")]) == ""  # another precision is not the same run
+
+
+def test_peak_timings_drop_the_warm_up_calls() -> None:
+    assert len(speed.conv_seconds("cpu", (1, 4, 4), 2, torch.float32)) == 2
+    assert len(speed.matmul_seconds("cpu", 8, 2, torch.float32)) == 2
 
 
 def test_first_reached_reads_the_training_time_of_the_first_point_at_the_level() -> None:
