@@ -174,9 +174,10 @@ def seed_text(table: pd.DataFrame) -> str:
     gaps = all_gaps[pair_spread[all_gaps.index].notna()]
     smaller = int((gaps < pair_spread[gaps.index]).sum())
     unmeasured = len(all_gaps) - len(gaps)
-    return (f"{len(spread)} architecture(s) have {spread['seeds'].min()}–{spread['seeds'].max()} seeds; the widest spread is "
+    low, high = spread["seeds"].min(), spread["seeds"].max()
+    return (f"{len(spread)} architecture(s) have {low if low == high else f'{low}–{high}'} seeds; the widest spread is "
             f"{widest}'s, a standard deviation of {std:.2f} pp. Of the {len(gaps)} gap(s) between neighbours in the ranking where at least "
-            f"one of the two ran several seeds, {smaller} are smaller than the larger of the two models' standard deviations, so those "
+            f"one of the two ran several seeds, {smaller} {'is' if smaller == 1 else 'are'} smaller than the larger of the two models' standard deviations, so those "
             "neighbours' order could change with the seed alone (Bouthillier et al. 2021)."
             + (f" The other {unmeasured} gap(s) are between models with one seed each: their seed spread is not measured." if unmeasured else ""))
 

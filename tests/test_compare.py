@@ -136,7 +136,8 @@ def test_seed_spread_is_set_beside_the_gaps() -> None:
     std = round(100 * stats.mean_std([0.9, 0.8])[1], 2)
     assert seeds.loc["LeNet-5", "std across seeds (pp)"] == std
     text = compare_text.seed_text(table)  # each gap against its own two models' spread: VGG16-ResNet18's 34 pp has none measured
-    assert f"a standard deviation of {std:.2f} pp. Of the 1 gap(s) between neighbours in the ranking where at least one of the two ran several seeds, 1 are" in text
+    assert text.startswith("1 architecture(s) have 2 seeds; the widest spread is LeNet-5's")
+    assert f"a standard deviation of {std:.2f} pp. Of the 1 gap(s) between neighbours in the ranking where at least one of the two ran several seeds, 1 is smaller" in text
     assert "The other 1 gap(s) are between models with one seed each" in text
 
 
