@@ -19,6 +19,7 @@ from .checkpoint import TrainState
 from .config import RunConfig
 from .data import BatchLoader, spread
 from .devices import amp_dtype, autocast, is_cuda, sched_span, sched_times, synchronize, wait_share
+from .errors import DnicError
 from .models import model_fingerprint
 from .records import utc_now
 from .settings import quiet
@@ -327,6 +328,10 @@ def fit(
         hits = val_metrics["y_pred"][probe_at] == val_metrics["y_true"][probe_at]  # the epoch's end: the slice from the full validation pass
         point(ends[-1], row["images"], row["train_time_s"], hits.float().mean().item())
         row = {"epoch": epoch, **row, "val_loss": val_metrics["loss"], "val_acc": val_metrics["acc"], "lr": state.scheduler.get_last_lr()[0]}
+        if not math.isfinite(row["train_loss"]):
+            raise DnicError(f"Training diverged: the mean training loss of epoch {epoch} is {row['train_loss']}, so its weights are no longer "
+                            "numbers and nothing of this run is reported.",
+                            f"lower the learning rate (lr, now {cfg.lr:g}) or train in fp32 (amp='off'), and run again.")
         progress.history.append(row)
         if on_epoch is not None:
             on_epoch(row)

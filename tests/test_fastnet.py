@@ -35,6 +35,18 @@ def test_the_whitening_stem_decorrelates_the_patches_of_its_images() -> None:
     assert torch.allclose(cov, expected, atol=2e-2)
 
 
+def test_grey_images_shown_as_rgb_leave_no_stem_channel_constant() -> None:
+    torch.manual_seed(0)
+    grey = torch.randn(64, 1, 16, 16).cumsum(-1) / 4
+    images = grey.expand(-1, 3, -1, -1)  # identical channels: 8 of the 12 patch directions have no variance
+    model = build_model("fastnet", 10, 3, 32)
+    whiten(model, images)
+    weight = model[0][0].weight
+    assert torch.isfinite(weight).all() and weight.abs().max() < 100  # not the 1/sqrt(eps) of a direction with no variance
+    responses = torch.nn.functional.conv2d(images, weight)
+    assert responses.var(dim=(0, 2, 3)).min() > 0.1  # a constant channel would meet batch norm's eps of 1e-12
+
+
 def test_the_stem_is_frozen_and_the_stages_cover_the_net() -> None:
     model = build_model("fastnet", 10, 1, 28)
     assert not any(p.requires_grad for p in model[0].parameters())  # the whole stem: filters from the data, bias zero

@@ -65,6 +65,15 @@ def test_lenet_memorises_64_random_images(tmp_path: Path) -> None:
     assert all(0.0 <= row["cpu_wait"] <= 1.0 for row in history)  # Linux reports it (the CI machines are Linux)
 
 
+def test_a_diverged_run_stops_with_an_error_naming_the_fix(tmp_path: Path) -> None:
+    x, y = random_batch()
+    model = fresh_lenet()
+    model.register_forward_hook(lambda module, inputs, output: output * float("nan"))  # as weights gone to NaN would give
+    with pytest.raises(DnicError, match=r"(?s)Training diverged: the mean training loss of epoch 1 is nan.*Fix: lower the learning rate \(lr, now 0.003\)"):
+        fit(model, *loaders(x, y), lenet_config(3), tmp_path / "ckpt")
+    assert not (tmp_path / "ckpt" / "best.pt").exists()  # nothing of it to report
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Checkpoints
 

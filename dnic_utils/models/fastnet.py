@@ -24,6 +24,10 @@ LOOK_FOR = (
 )
 WIDTHS = (64, 256, 256)
 WHITEN_EPS = 5e-4  # added to the patch covariance's eigenvalues before the inverse square root
+# Eigenvalues below this share of the largest carry no signal: grey images shown as RGB (transfer from CIFAR-10) have identical
+# channels, so 8 of their 12 patch directions have variance zero. A channel that constant would meet the groups' batch norm
+# (eps 1e-12) and blow its gradients up to NaN; such directions get the strongest components' filters again instead.
+DEGENERATE = 1e-9
 LOGIT_SCALE = 1 / 9  # airbench scales the head's outputs down: a temperature that suits label smoothing 0.2
 BN_MOMENTUM, BN_EPS = 0.4, 1e-12  # airbench's: the running statistics move 40% of the way per step (PyTorch's convention)
 
@@ -87,8 +91,13 @@ def whiten(model: nn.Module, images: torch.Tensor) -> None:
     c = images.shape[1]
     patches = images.float().unfold(2, 2, 1).unfold(3, 2, 1)  # (N, C, H-1, W-1, 2, 2)
     patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, c * 4).double()
-    eigenvalues, eigenvectors = torch.linalg.eigh(torch.cov(patches.T))
-    filters = (eigenvectors.T / (eigenvalues + WHITEN_EPS).sqrt()[:, None]).reshape(c * 4, c, 2, 2)
+    eigenvalues, eigenvectors = torch.linalg.eigh(torch.cov(patches.T))  # ascending
+    filters = eigenvectors.T / (eigenvalues + WHITEN_EPS).sqrt()[:, None]
+    dead = eigenvalues <= DEGENERATE * eigenvalues[-1]
+    if dead.any():
+        live = filters[~dead].flip(0)  # strongest first
+        filters[dead] = live[torch.arange(int(dead.sum())) % len(live)]
+    filters = filters.reshape(c * 4, c, 2, 2)
     conv.weight.copy_(torch.cat([filters, -filters]).to(conv.weight.dtype))
 
 # The architecture's defaults for the fit loop's options (dnic_utils.config.RunConfig); any of them can still be set per run.
