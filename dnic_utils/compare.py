@@ -226,7 +226,7 @@ def leaderboard(table: pd.DataFrame) -> pd.DataFrame:
 
     return pd.DataFrame({
         "test acc (%)": table.apply(accuracy, axis=1),
-        "95% bootstrap CI (%)": [f"{_pct(lo)}–{_pct(hi)}" if not np.isnan(lo) else "—" for lo, hi in zip(table["ci_low"], table["ci_high"])],
+        "95% CI over test images (%)": [f"{_pct(lo)}–{_pct(hi)}" if not np.isnan(lo) else "—" for lo, hi in zip(table["ci_low"], table["ci_high"])],
         "macro F1 (%)": table["macro_f1"].map(_pct),
         "test views": [views_label(v, t) for v, t in zip(table["views"], table["tta"])],
         "params": table["params"].map("{:,}".format),

@@ -11,7 +11,7 @@ from scipy import stats as scipy_stats
 
 from . import stats
 from .compare import ALPHA, COSTS, Selection, front_names, seed_table
-from .config import quiet_default, training_recipe_fields
+from .config import quiet_default, training_recipe_fields, tta_views
 from .data import dataset_info
 from .devices import wait_pct
 from .models import REGISTRY, model_spec
@@ -49,7 +49,7 @@ def cost_text(table: pd.DataFrame) -> str:
     if len(shared):
         waits = ", ".join(f"{name} {wait_pct(w)}%" for name, w in shared["cpu_wait"].items())
         lines.append(f"Some runs shared the CPU with other work: their threads waited for a core during part of their training "
-                     f"({waits} of their runnable time), so their training times and images/s overstate their cost here.")
+                     f"({waits} of the run's runnable time), so their training times and images/s overstate their cost here.")
     return "\n\n".join(lines)
 
 
@@ -124,6 +124,11 @@ def significance_text(selection: Selection, pairs: pd.DataFrame, alpha: float = 
     seeded = [run.title for run in selection.runs.values() if len(run.records) > 1]
     seeds = (f" Each test compares the models' seed-0 runs (their notebooks' own); {', '.join(seeded)} also ran further seeds, so the "
              "accuracies quoted here can differ from the leaderboard's means.") if seeded else ""
+    flip = dataset_info(selection.dataset).flip
+    counts = {run.title: tta_views(run.default["config"].get("tta") or "off", flip) for run in selection.runs.values()}
+    views = [f"{title} {n}" for title, n in counts.items() if n > 1]
+    seeds += (f" Each model is tested as its recipe predicts, test-time augmentation included ({', '.join(views)} views per image), so a "
+              "difference is the recipe's, not the architecture's alone.") if views else ""
     sizes = pairs["images"].value_counts().sort_index()
     images = (f"{int(sizes.index[0]):,} test images" if len(sizes) == 1 else  # pairs on test sets of different sizes: each size named
               "test sets of " + ", ".join(f"{int(n):,} images ({k} pairs)" for n, k in sizes.items()))
@@ -241,7 +246,8 @@ def _depthwise(selection: Selection, table: pd.DataFrame, pairs: pd.DataFrame, a
     latency = m["latency_1"] / r["latency_1"]
     if not np.isnan(latency):
         text += (f", and takes {latency:.0%} of its single-image latency on {r['device']}: " +
-                 ("depthwise layers do little arithmetic per byte moved, so the FLOPs saved are not all time saved" if latency > flops else
+                 ("depthwise layers do little arithmetic per byte moved, so none of the FLOPs saved is time saved here" if latency >= 1 else
+                  "depthwise layers do little arithmetic per byte moved, so the FLOPs saved are not all time saved" if latency > flops else
                   "here the FLOPs saved do show up as time saved"))
     text += f"; it trains at {m['images_per_s'] / r['images_per_s']:.0%} of {resnet}'s training images/s. "
     return text + verdict(pairs, resnet, mobile, alpha) + _recipe_gap(selection, "resnet18", "mobilenet_v2")
@@ -276,7 +282,7 @@ def search_text(selection: Selection, studies: list[dict]) -> str:
         sizes = c["sizes"]
         found = ("no searched setting scored above the default recipe, which was kept" if m["best_trial"] == 0 else
                  f"its best setting scored {m['best_val_acc']:.2%} on validation against the default recipe's {m['default_val_acc']:.2%}")
-        lines.append(f"notebook 45 searched {model_spec(c['arch']).title} ({m['trials']} trials, {m['pruned']} stopped early by the median "
+        lines.append(f"{'Notebook' if not lines else 'notebook'} 45 searched {model_spec(c['arch']).title} ({m['trials']} trials, {m['pruned']} stopped early by the median "
                      f"rule, each {sizes['epochs']} epochs on {sizes['train_size']:,} training images, scored on {sizes['val_size']:,} "
                      f"validation images): {found}")
     return ("; ".join(lines) + ". A gain on validation at the search's small sizes is a lead, not a result: notebook 45 tests it once "

@@ -107,7 +107,9 @@ def test_a_model_that_beats_the_leader_on_seed_0_stays_in_the_top_group() -> Non
     assert list(table.index[:2]) == ["LeNet-5", "ResNet18"]
     assert compare_text.verdict(pairs, "LeNet-5", "ResNet18").startswith("**ResNet18** beats **LeNet-5**")
     assert compare_text.top_group(table, pairs) == ["LeNet-5", "ResNet18"]  # not 'separated' from the leader by a test it won
-    assert "Each test compares the models' seed-0 runs (their notebooks' own); LeNet-5 also ran further seeds" in compare_text.significance_text(selection, pairs)
+    text = compare_text.significance_text(selection, pairs)
+    assert "Each test compares the models' seed-0 runs (their notebooks' own); LeNet-5 also ran further seeds" in text
+    assert "test-time augmentation included (LeNet-5 6 views per image)" in text  # its recipe's multiview on CIFAR-10; the others 1
 
 
 def test_training_times_are_compared_per_image_seen_when_the_budgets_differ() -> None:
@@ -154,7 +156,7 @@ def test_cost_text_names_the_fronts_and_the_latency_disagreement() -> None:
     assert "shared the CPU" not in text  # no record measured its wait
     records[1]["metrics"]["train_cpu_wait"], records[2]["metrics"]["train_cpu_wait"] = 0.6, 0.02
     table = compare.summary(compare.select(records, "cifar10", "quick"), resamples=200)
-    assert "waited for a core during part of their training (VGG16 60% of their runnable time)" in compare_text.cost_text(table)
+    assert "waited for a core during part of their training (VGG16 60% of the run's runnable time)" in compare_text.cost_text(table)
     assert compare.leaderboard(table).loc[["VGG16", "VGG19", "LeNet-5"], "CPU wait (%)"].tolist() == ["60", "2", "—"]
 
 
@@ -198,7 +200,7 @@ def study(arch: str, dataset: str = "cifar10", profile: str = "quick", best_tria
 def test_the_future_work_cites_the_searches_of_the_compared_profile_and_dataset(trio: compare.Selection) -> None:
     table, pairs = compare.summary(trio, resamples=200), compare.significance(trio)
     text = compare_text.critical_analysis(trio, table, pairs, studies=[study("fastnet"), study("minigooglenet", best_trial=0)])
-    assert ("notebook 45 searched FastNet (8 trials, 3 stopped early by the median rule, each 2 epochs on 2,000 training images, scored on "
+    assert ("Notebook 45 searched FastNet (8 trials, 3 stopped early by the median rule, each 2 epochs on 2,000 training images, scored on "
             "1,000 validation images): its best setting scored 62.50% on validation against the default recipe's 58.75%") in text
     assert "searched MiniGoogLeNet" in text and "no searched setting scored above the default recipe, which was kept" in text
     other_profile = compare_text.critical_analysis(trio, table, pairs, studies=[study("fastnet", profile="budget")])
