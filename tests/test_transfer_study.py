@@ -164,3 +164,13 @@ def test_a_three_point_gain_over_two_seeds_on_1200_images_is_not_resolved() -> N
 def test_the_timing_line_sums_the_parts() -> None:
     assert ts.timing_text({"A": 60, "B": 120}, "quick").startswith(
         "In profile `quick` this execution of the study took 3.0 min: part A 1.0 min, part B 2.0 min (training, evaluation and records).")
+
+
+def test_part_c_says_when_the_scratch_runs_stayed_near_chance() -> None:
+    rows = [{"part": "C", "dataset": d, "labels per class": k, "treatment": t, "test_acc": acc}
+            for d, scratch in (("mnist", (0.20, 0.95)), ("fashion_mnist", (0.68, 0.83)))
+            for k, s in zip((10, 1000), scratch) for t, acc in ((ts.SCRATCH, s), ("frozen", 0.6), ("fine-tuned", 0.9))]
+    text = ts.part_c_summary(pd.DataFrame(rows))
+    assert "Fine-tuned minus scratch: +70.0 points and -5.0 points" in text
+    assert "stayed within 15 points of chance (10.0%) on MNIST at some budgets (20.0% with 10 labels per class)" in text
+    assert "on Fashion-MNIST" not in text  # 68% is far from chance
