@@ -12,6 +12,10 @@ class DnicError(ValueError):
         self.fix = fix
 
 
+class DivergedWarning(RuntimeWarning):
+    """A training run whose loss stopped being a number: its results mean nothing, and the warning names the fix."""
+
+
 def show_briefly() -> None:
     """In IPython/Jupyter, print a DnicError as its message alone, without the stack trace."""
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from .checkpoint import TrainState
 from .config import RunConfig
 from .data import BatchLoader, spread
 from .devices import amp_dtype, autocast, is_cuda, sched_span, sched_times, synchronize, wait_share
-from .errors import DnicError
+from .errors import DivergedWarning
 from .models import model_fingerprint
 from .records import utc_now
 from .settings import quiet
@@ -328,10 +329,10 @@ def fit(
         hits = val_metrics["y_pred"][probe_at] == val_metrics["y_true"][probe_at]  # the epoch's end: the slice from the full validation pass
         point(ends[-1], row["images"], row["train_time_s"], hits.float().mean().item())
         row = {"epoch": epoch, **row, "val_loss": val_metrics["loss"], "val_acc": val_metrics["acc"], "lr": state.scheduler.get_last_lr()[0]}
-        if not math.isfinite(row["train_loss"]):
-            raise DnicError(f"Training diverged: the mean training loss of epoch {epoch} is {row['train_loss']}, so its weights are no longer "
-                            "numbers and nothing of this run is reported.",
-                            f"lower the learning rate (lr, now {cfg.lr:g}) or train in fp32 (amp='off'), and run again.")
+        if not math.isfinite(row["train_loss"]):  # said, not raised: a smoke run of a few steps may diverge and still show the pipeline
+            warnings.warn(f"Training diverged: the mean training loss of epoch {epoch} is {row['train_loss']}, so this run's weights and "
+                          f"accuracies mean nothing. Fix: lower the learning rate (lr, now {cfg.lr:g}) or train in fp32 (amp='off').",
+                          DivergedWarning, stacklevel=2)
         progress.history.append(row)
         if on_epoch is not None:
             on_epoch(row)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import sys
 import time
@@ -15,7 +16,7 @@ from dnic_utils import devices, files, train
 from dnic_utils.checkpoint import load_checkpoint
 from dnic_utils.config import TTA_MODES, make_config, tta_views
 from dnic_utils.data import Augment, BatchLoader
-from dnic_utils.errors import DnicError
+from dnic_utils.errors import DivergedWarning, DnicError
 from dnic_utils.files import LEFTOVER_AGE_S
 from dnic_utils.models import build_model
 from dnic_utils.train import evaluate, fit
@@ -65,13 +66,13 @@ def test_lenet_memorises_64_random_images(tmp_path: Path) -> None:
     assert all(0.0 <= row["cpu_wait"] <= 1.0 for row in history)  # Linux reports it (the CI machines are Linux)
 
 
-def test_a_diverged_run_stops_with_an_error_naming_the_fix(tmp_path: Path) -> None:
+def test_a_diverged_run_is_said_so_with_the_fix(tmp_path: Path) -> None:
     x, y = random_batch()
     model = fresh_lenet()
     model.register_forward_hook(lambda module, inputs, output: output * float("nan"))  # as weights gone to NaN would give
-    with pytest.raises(DnicError, match=r"(?s)Training diverged: the mean training loss of epoch 1 is nan.*Fix: lower the learning rate \(lr, now 0.003\)"):
-        fit(model, *loaders(x, y), lenet_config(3), tmp_path / "ckpt")
-    assert not (tmp_path / "ckpt" / "best.pt").exists()  # nothing of it to report
+    with pytest.warns(DivergedWarning, match=r"Training diverged: the mean training loss of epoch 1 is nan.*Fix: lower the learning rate \(lr, now 0.003\)"):
+        history = fit(model, *loaders(x, y), lenet_config(1), tmp_path / "ckpt").history
+    assert math.isnan(history[0]["train_loss"])  # kept as it was: the record shows what happened
 
 
 # --------------------------------------------------------------------------------------------------------------
