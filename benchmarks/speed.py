@@ -482,7 +482,8 @@ def plateau_notes(speed: list[dict]) -> str:
     for (device, amp, dataset, arch), found in runs.items():
         if len({m["epochs_run"] for _, m in found}) < 2 or any(m["reached"] for _, m in found):
             continue
-        (_, short), (r, long) = sorted(found, key=lambda run: (run[1]["epochs_run"], run[0]["created"]))[::len(found) - 1]
+        ordered = sorted(found, key=lambda run: (run[1]["epochs_run"], run[0]["created"]))
+        (_, short), (r, long) = ordered[0], ordered[-1]
         target, top = r["config"]["time_to_accuracy"]["target"], max((p["val_acc"] for p in long["curve"]), default=None)
         curve = "" if top is None else f"; the highest point of its curve on the {PROBE_IMAGES}-image validation slice was {top:.2%}"
         notes.append(f"- **{model_spec(arch).title}** on {r['data'][dataset]['title']}, {device}, {amp}: {short['epochs_run']} epochs reached "
