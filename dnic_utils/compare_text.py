@@ -17,6 +17,7 @@ from .devices import wait_pct
 from .models import REGISTRY, model_spec
 
 SHARED_CPU = 0.1  # a run that waited for a core this share of its training time or more shared the CPU: its speed is not its own
+SEED_RUN_LIMIT_S = 15 * 60  # architectures whose run trains at most this long get further seeds in the published profile
 
 
 def _span(values: list[int]) -> str:
@@ -184,7 +185,21 @@ def seed_text(table: pd.DataFrame) -> str:
             f"{widest}'s, a standard deviation of {std:.2f} pp. Of the {len(gaps)} gap(s) between neighbours in the ranking where at least "
             f"one of the two ran several seeds, {smaller} {'is' if smaller == 1 else 'are'} smaller than the larger of the two models' standard deviations, so those "
             "neighbours' order could change with the seed alone (Bouthillier et al. 2021)."
-            + (f" The other {unmeasured} gap(s) are between models with one seed each: their seed spread is not measured." if unmeasured else ""))
+            + (f" The other {unmeasured} gap(s) are between models with one seed each: their seed spread is not measured." if unmeasured else "")
+            + _single_seed_text(table))
+
+
+def _single_seed_text(table: pd.DataFrame) -> str:
+    """Which architectures ran one seed: those training over SEED_RUN_LIMIT_S (no further seeds), and those whose seeds have not run."""
+    single = table[table["seeds"] == 1]
+    long = single["train_time_s"] > SEED_RUN_LIMIT_S
+    parts = []
+    if long.any():
+        named = ", ".join(f"{m} ({t / 60:.1f} min)" for m, t in single.loc[long, "train_time_s"].items())
+        parts.append(f"{named}, whose training took over {SEED_RUN_LIMIT_S // 60} minutes, so this report runs no further seeds of them")
+    if (~long).any():
+        parts.append(f"{', '.join(single.index[~long])}, under {SEED_RUN_LIMIT_S // 60} minutes, whose further seeds have not run")
+    return f" One seed only: {'; '.join(parts)}." if parts else ""
 
 
 def confusion_text(selection: Selection, shared: pd.DataFrame) -> str:

@@ -139,6 +139,10 @@ def test_seed_spread_is_set_beside_the_gaps() -> None:
     assert text.startswith("1 architecture(s) have 2 seeds; the widest spread is LeNet-5's")
     assert f"a standard deviation of {std:.2f} pp. Of the 1 gap(s) between neighbours in the ranking where at least one of the two ran several seeds, 1 is smaller" in text
     assert "The other 1 gap(s) are between models with one seed each" in text
+    assert text.endswith(" One seed only: VGG16, ResNet18, under 15 minutes, whose further seeds have not run.")
+    table.loc["ResNet18", "train_time_s"] = 20 * 60.0  # a run over the limit is named with its training time
+    assert compare_text.seed_text(table).endswith(" One seed only: ResNet18 (20.0 min), whose training took over 15 minutes, so this report "
+                                                  "runs no further seeds of them; VGG16, under 15 minutes, whose further seeds have not run.")
 
 
 def test_the_literature_table_labels_every_reported_number() -> None:
