@@ -141,8 +141,12 @@ def test_seed_spread_is_set_beside_the_gaps() -> None:
     assert "The other 1 gap(s) are between models with one seed each" in text
     assert text.endswith(" One seed only: VGG16, ResNet18, under 15 minutes, whose further seeds have not run.")
     table.loc["ResNet18", "train_time_s"] = 20 * 60.0  # a run over the limit is named with its training time
-    assert compare_text.seed_text(table).endswith(" One seed only: ResNet18 (20.0 min), whose training took over 15 minutes, so this report "
+    assert compare_text.seed_text(table).endswith(" One seed only: ResNet18 (20.0 min), whose training took over 15 minutes on a core, so this report "
                                                   "runs no further seeds of them; VGG16, under 15 minutes, whose further seeds have not run.")
+    table.loc["ResNet18", "cpu_wait"] = 0.5  # 10 of its 20 minutes waiting for a core: under the limit on a core of its own
+    assert compare_text.seed_text(table).endswith(" One seed only: VGG16, ResNet18, under 15 minutes, whose further seeds have not run.")
+    table.loc["ResNet18", "cpu_wait"] = 0.2  # 16 minutes on a core: over it, and both times are named
+    assert " One seed only: ResNet18 (16.0 min; 20.0 with its waits for a core), whose training took over 15 minutes on a core" in compare_text.seed_text(table)
 
 
 def test_the_literature_table_labels_every_reported_number() -> None:
