@@ -17,7 +17,7 @@ from .devices import wait_pct
 from .models import REGISTRY, model_spec
 
 SHARED_CPU = 0.1  # a run that waited for a core this share of its training time or more shared the CPU: its speed is not its own
-SEED_RUN_LIMIT_S = 15 * 60  # architectures whose run trains at most this long get further seeds in the published profile
+SEED_RUN_LIMIT_S = 15 * 60  # architectures whose run trains at most this long on a core get further seeds in the published profile
 
 
 def _span(values: list[int]) -> str:
