@@ -13,10 +13,9 @@ from . import stats
 from .compare import ALPHA, COSTS, Selection, front_names, seed_table
 from .config import quiet_default, training_recipe_fields, tta_views
 from .data import dataset_info
-from .devices import wait_pct
+from .devices import SHARED_CPU, wait_pct
 from .models import REGISTRY, model_spec
 
-SHARED_CPU = 0.1  # a run that waited for a core this share of its training time or more shared the CPU: its speed is not its own
 SEED_RUN_LIMIT_S = 15 * 60  # architectures whose run trains at most this long on a core get further seeds in the published profile
 
 
@@ -46,6 +45,11 @@ def cost_text(table: pd.DataFrame) -> str:
     timed = table.dropna(subset=["flops", "latency_1"])
     if len(timed) >= 3:
         lines.append(flops_latency_text(timed))
+    retimed = table[table["timed_seed"] != 0]
+    if len(retimed):
+        seeds = ", ".join(f"{name} seed {int(s)}" for name, s in retimed["timed_seed"].items())
+        lines.append(f"Training time, images/s and CPU wait are from another seed's run where the default seed's run shared the CPU "
+                     f"(waited for a core {wait_pct(SHARED_CPU)}% of its runnable time or more) and that seed's waited less: {seeds}.")
     shared = table[table["cpu_wait"] >= SHARED_CPU]  # NaN (not measured) compares False
     if len(shared):
         waits = ", ".join(f"{name} {wait_pct(w)}%" for name, w in shared["cpu_wait"].items())

@@ -153,6 +153,9 @@ def cpu_wait(before: dict[int, tuple[float, float]] | None, after: dict[int, tup
     return wait_share([sched_span(before, after)])
 
 
+SHARED_CPU = 0.1  # a run that waited for a core this share of its training time or more shared the CPU: its speed is not its own
+
+
 def wait_pct(share: float | None) -> str:
     """A CPU-wait share as a whole percentage, or '—' where it was not measured."""
     return "—" if share is None or share != share else f"{100 * share:.0f}"  # share != share: NaN, from a table
