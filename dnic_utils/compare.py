@@ -23,6 +23,7 @@ from .devices import SHARED_CPU, device_label, wait_pct
 from .errors import DnicError
 from .models import REGISTRY, model_spec
 from .records import scan_records, test_predictions
+from .seeds import own_time
 from .settings import result_roots
 from .stats import ALPHA  # the family-wise error rate of the pairwise tests of one dataset
 
@@ -210,19 +211,19 @@ def summary(selection: Selection, resamples: int = 2000) -> pd.DataFrame:
         latency = {int(b): v for b, v in m.get("latency_ms", {}).items()}
         single = latency.get(LATENCY_LOW, np.nan)
         rows.append({
-            "model": run.title, "arch": run.arch, "family": REGISTRY[run.arch].family, "seeds": len(run.records),
+            "model": run.title, "arch": run.arch, "dataset": selection.dataset, "family": REGISTRY[run.arch].family, "seeds": len(run.records),
             "acc": mean, "acc_std": std, "ci_low": low, "ci_high": high,
             "macro_f1": float(np.mean([r["metrics"]["macro_f1"] for r in run.records])),
             "params": m["params"], "size_mb": m["size_mb"], "flops": m["flops"], "train_time_s": t["train_time_s"],
             "images_per_s": t["images_per_s"], "cpu_wait": np.nan if t.get("train_cpu_wait") is None else t["train_cpu_wait"],
-            "timed_seed": timed["seed"], "latency_1": single, "latency_top": latency.get(top, np.nan),
+            "timed_seed": timed["seed"], "run_time_s": own_time(run.default), "wall_time_s": run.default["wall_time_s"], "latency_1": single, "latency_top": latency.get(top, np.nan),
             "tta": tta, "views": views, "tested_flops": views * m["flops"], "tested_latency": views * single,  # what the accuracy cost per image
             "latency_top_batch": top, "device": device_label(run.default["device"]), "precision": m.get("amp", "?"),
             "epochs": run.default["config"].get("epochs"), "train_images": run.default["data"].get("sizes", {}).get("train"),
             "test_images": run.default["data"].get("sizes", {}).get("test"),
         })
-    columns = ["model", "arch", "family", "seeds", "acc", "acc_std", "ci_low", "ci_high", "macro_f1", "params", "size_mb", "flops",
-               "train_time_s", "images_per_s", "cpu_wait", "timed_seed", "latency_1", "latency_top", "latency_top_batch", "tta", "views", "tested_flops",
+    columns = ["model", "arch", "dataset", "family", "seeds", "acc", "acc_std", "ci_low", "ci_high", "macro_f1", "params", "size_mb", "flops",
+               "train_time_s", "images_per_s", "cpu_wait", "timed_seed", "run_time_s", "wall_time_s", "latency_1", "latency_top", "latency_top_batch", "tta", "views", "tested_flops",
                "tested_latency", "device", "precision", "epochs",
                "train_images", "test_images"]
     return pd.DataFrame(rows, columns=columns).sort_values("acc", ascending=False).set_index("model")

@@ -15,8 +15,7 @@ from .config import quiet_default, training_recipe_fields, tta_views
 from .data import dataset_info
 from .devices import SHARED_CPU, wait_pct
 from .models import REGISTRY, model_spec
-
-SEED_RUN_LIMIT_S = 15 * 60  # architectures whose run trains at most this long on a core get further seeds in the published profile
+from .seeds import SEED_MINUTES, seeded
 
 
 def _span(values: list[int]) -> str:
@@ -194,18 +193,17 @@ def seed_text(table: pd.DataFrame) -> str:
 
 
 def _single_seed_text(table: pd.DataFrame) -> str:
-    """Which architectures ran one seed: those training over SEED_RUN_LIMIT_S (no further seeds), and those whose seeds have not run."""
+    """Which architectures ran one seed: those the seed rule leaves at one (named with their run's time), and those whose seeds have not run."""
     single = table[table["seeds"] == 1]
-    wait = single["cpu_wait"].fillna(0.0)
-    own = single["train_time_s"] * (1 - wait)  # time on a core: a run that shared the CPU is not charged for its waits
-    long = own > SEED_RUN_LIMIT_S
+    long = pd.Series([not seeded(d, a, t) for d, a, t in zip(single["dataset"], single["arch"], single["run_time_s"])], index=single.index, dtype=bool)
     parts = []
     if long.any():
-        named = ", ".join(f"{m} ({own[m] / 60:.1f} min" + (f"; {single.loc[m, 'train_time_s'] / 60:.1f} with its waits for a core" if wait[m] >= SHARED_CPU else "")
+        named = ", ".join(f"{m} ({single.loc[m, 'run_time_s'] / 60:.1f} min"
+                          + (f"; {single.loc[m, 'wall_time_s'] / 60:.1f} with its waits for a core" if single.loc[m, "cpu_wait"] >= SHARED_CPU else "")
                           + ")" for m in single.index[long])
-        parts.append(f"{named}, whose training took over {SEED_RUN_LIMIT_S // 60} minutes on a core, so this report runs no further seeds of them")
+        parts.append(f"{named}, whose run took over {SEED_MINUTES} minutes (its waits for a core aside), so this report runs no further seeds of them")
     if (~long).any():
-        parts.append(f"{', '.join(single.index[~long])}, under {SEED_RUN_LIMIT_S // 60} minutes, whose further seeds have not run")
+        parts.append(f"{', '.join(single.index[~long])}, whose further seeds have not run")
     return f" One seed only: {'; '.join(parts)}." if parts else ""
 
 

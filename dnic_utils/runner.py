@@ -35,6 +35,7 @@ from .models import REGISTRY, model_spec
 from .onnx_model import find_cards
 from .readme import architecture_table, models_table, notebook_index, profile_table, readme_tables, replaced_rows, runtime_table, update_readme
 from .records import load_records, make_record, read_record, scan_records, utc_now, write_record
+from .seeds import PUBLISHED_SEEDS, SEED_MINUTES, own_time, seeded
 from .settings import project_root, share_cores
 
 TEMPLATE = Path("notebooks/templates/model.ipynb")
@@ -75,10 +76,7 @@ def plan() -> list[Planned]:
 
 
 PUBLISHED = "budget"  # the profile whose numbers the report publishes: there the runner adds seeds by itself
-PUBLISHED_SEEDS = (0, 1, 2)
 DEMO_TIMEOUT = 3600  # seconds per cell below the published profile: a hung cell fails; in budget and full a cell may train for hours
-SEED_MINUTES = 15  # in the published profile, architectures whose default run took at most this long get the extra seeds
-ALWAYS_SEEDED = {("cifar10", "resnet18"), ("cifar10", "vgg16")}  # and these, however long they take
 
 
 def jobs_arg(text: str) -> int | str:
@@ -104,12 +102,6 @@ def seed_list(text: str) -> tuple[int, ...]:
     return seeds
 
 
-def own_time(record: dict) -> float:
-    """A run's wall time less the time its training threads waited for a core (other work's share of a shared CPU)."""
-    m = record["metrics"]
-    return record["wall_time_s"] - m["train_time_s"] * (m.get("train_cpu_wait") or 0.0)
-
-
 def seed_runs(items: list[Planned], profile: str, seeds: tuple[int, ...] | None) -> list[tuple[Planned, int]]:
     """The (model notebook, seed) runs to add; seed 0 is the notebook's own.
 
@@ -122,8 +114,8 @@ def seed_runs(items: list[Planned], profile: str, seeds: tuple[int, ...] | None)
             return []
         wall = {(r["config"]["dataset"], r["config"]["arch"]): own_time(r) for r in load_records()
                 if r["kind"] == "train" and r["profile"] == profile and not r["config"].get("variant")}
-        models = [i for i in models if (key := (i.parameters["dataset"], i.parameters["arch"])) in ALWAYS_SEEDED
-                  or wall.get(key, math.inf) <= 60 * SEED_MINUTES]
+        keys = [(i.parameters["dataset"], i.parameters["arch"]) for i in models]
+        models = [i for i, key in zip(models, keys) if seeded(*key, wall.get(key, math.inf))]
         seeds = PUBLISHED_SEEDS
     return [(item, seed) for item in models for seed in seeds if seed != 0]
 

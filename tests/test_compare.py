@@ -139,14 +139,19 @@ def test_seed_spread_is_set_beside_the_gaps() -> None:
     assert text.startswith("1 architecture(s) have 2 seeds; the widest spread is LeNet-5's")
     assert f"a standard deviation of {std:.2f} pp. Of the 1 gap(s) between neighbours in the ranking where at least one of the two ran several seeds, 1 is smaller" in text
     assert "The other 1 gap(s) are between models with one seed each" in text
-    assert text.endswith(" One seed only: VGG16, ResNet18, under 15 minutes, whose further seeds have not run.")
-    table.loc["ResNet18", "train_time_s"] = 20 * 60.0  # a run over the limit is named with its training time
-    assert compare_text.seed_text(table).endswith(" One seed only: ResNet18 (20.0 min), whose training took over 15 minutes on a core, so this report "
-                                                  "runs no further seeds of them; VGG16, under 15 minutes, whose further seeds have not run.")
-    table.loc["ResNet18", "cpu_wait"] = 0.5  # 10 of its 20 minutes waiting for a core: under the limit on a core of its own
-    assert compare_text.seed_text(table).endswith(" One seed only: VGG16, ResNet18, under 15 minutes, whose further seeds have not run.")
-    table.loc["ResNet18", "cpu_wait"] = 0.2  # 16 minutes on a core: over it, and both times are named
-    assert " One seed only: ResNet18 (16.0 min; 20.0 with its waits for a core), whose training took over 15 minutes on a core" in compare_text.seed_text(table)
+    assert text.endswith(" One seed only: VGG16, ResNet18, whose further seeds have not run.")
+    table["dataset"] = "mnist"  # the rule's time limit alone: ResNet18 and VGG16 on CIFAR-10 are seeded however long they take
+    table.loc["ResNet18", ["run_time_s", "wall_time_s"]] = 20 * 60.0  # a run over the rule's 15 minutes is named with its time
+    assert compare_text.seed_text(table).endswith(" One seed only: ResNet18 (20.0 min), whose run took over 15 minutes (its waits for a core aside), so "
+                                                  "this report runs no further seeds of them; VGG16, whose further seeds have not run.")
+    table.loc["ResNet18", ["run_time_s", "cpu_wait"]] = [16 * 60.0, 0.2]  # a run that shared the CPU: both its times are named
+    assert " One seed only: ResNet18 (16.0 min; 20.0 with its waits for a core), whose run took over" in compare_text.seed_text(table)
+    table.loc["ResNet18", "run_time_s"] = 10 * 60.0  # its waits aside, under the rule: due for seeds
+    assert compare_text.seed_text(table).endswith(" One seed only: VGG16, ResNet18, whose further seeds have not run.")
+    table.loc["VGG16", ["dataset", "run_time_s"]] = ["cifar10", 60 * 60.0]  # VGG16 on CIFAR-10 is seeded however long it takes
+    assert "VGG16, ResNet18, whose further seeds have not run." in compare_text.seed_text(table)
+    table.loc["VGG16", "dataset"] = "mnist"
+    assert "VGG16 (60.0 min), whose run took over 15 minutes" in compare_text.seed_text(table)
 
 
 def test_the_literature_table_labels_every_reported_number() -> None:
