@@ -429,7 +429,8 @@ def main(argv: list[str] | None = None) -> int:
                 waiting.append((item, out, pool.submit(*task)))
             elif not settle(item, out, partial(*task)):
                 break
-    summary = f"{len(timings)} ok, {len(failures)} failed, {time.perf_counter() - start:.0f} s in all"
+    seeds = f", {len(seed_seconds)} extra seed run(s)" if seed_seconds else ""
+    summary = f"{len(timings)} ok{seeds}, {len(failures)} failed, {time.perf_counter() - start:.0f} s in all"
     if timings:
         refresh_exports(root, profile, os.environ.get("DNIC_DATA_DIR"), failures)
         keep_robustness(profile, os.environ.get("DNIC_DATA_DIR"), failures)
@@ -442,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
             print(line, flush=True)
         print(f"README tables regenerated; {summary}", flush=True)
     else:  # a call in which nothing succeeded changes no committed file
-        print(f"no notebook succeeded: README.md and the timing record left as they were; {summary}", flush=True)
+        written = " (each extra seed's record is written as it finishes)" if seed_seconds else ""
+        print(f"no notebook executed successfully in this call: README.md and the timing record left as they were{written}; {summary}", flush=True)
     for line in failures:
         print(f"  FAILED {line}", file=sys.stderr)
     return 1 if failures else 0

@@ -321,7 +321,7 @@ def test_a_run_in_which_nothing_succeeds_changes_no_committed_file(fake_batch: t
     assert runner.main(["--profile", "smoke", "--jobs", "1"]) == 1
     assert path.read_bytes() == before and [p.name for p in path.parent.iterdir()] == [path.name]
     assert regenerated == []
-    assert "no notebook succeeded: README.md and the timing record left as they were; 0 ok, 3 failed" in capsys.readouterr().out
+    assert "no notebook executed successfully in this call: README.md and the timing record left as they were; 0 ok, 3 failed" in capsys.readouterr().out
 
 
 def test_failures_in_the_timing_record_name_notebook_cell_and_error_without_machine_paths(fake_batch: tuple[Path, list[str]],
@@ -647,7 +647,9 @@ def test_stop_after_stops_the_seeds_too(seeded_batch: list[str], capsys: pytest.
     assert runner.main(["--profile", "smoke", "--jobs", "1", "--seeds", "0,1,2", "--stop-after", "1"]) == 0
     assert seeded_batch[:2] == ["101_mnist_lenet5", "102_mnist_vgg16"] and "50_compare" not in seeded_batch
     assert 1 <= len(seeded_batch) - 2 < 4  # seeds 0.4 s each: the limit falls among them
-    assert "stopping: 1 s have passed (--stop-after); resume with --skip-done" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "stopping: 1 s have passed (--stop-after); resume with --skip-done" in out
+    assert f"README tables regenerated; 2 ok, {len(seeded_batch) - 2} extra seed run(s), 0 failed" in out
 
 
 def test_a_failed_seed_is_reported_and_the_batch_goes_on(seeded_batch: list[str], monkeypatch: pytest.MonkeyPatch,
