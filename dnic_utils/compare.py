@@ -216,14 +216,14 @@ def summary(selection: Selection, resamples: int = 2000) -> pd.DataFrame:
             "macro_f1": float(np.mean([r["metrics"]["macro_f1"] for r in run.records])),
             "params": m["params"], "size_mb": m["size_mb"], "flops": m["flops"], "train_time_s": t["train_time_s"],
             "images_per_s": t["images_per_s"], "cpu_wait": np.nan if t.get("train_cpu_wait") is None else t["train_cpu_wait"],
-            "timed_seed": timed["seed"], "run_time_s": own_time(run.default), "wall_time_s": run.default["wall_time_s"], "latency_1": single, "latency_top": latency.get(top, np.nan),
+            "timed_seed": timed["seed"], "own_train_s": own_time(run.default), "latency_1": single, "latency_top": latency.get(top, np.nan),
             "tta": tta, "views": views, "tested_flops": views * m["flops"], "tested_latency": views * single,  # what the accuracy cost per image
             "latency_top_batch": top, "device": device_label(run.default["device"]), "precision": m.get("amp", "?"),
             "epochs": run.default["config"].get("epochs"), "train_images": run.default["data"].get("sizes", {}).get("train"),
             "test_images": run.default["data"].get("sizes", {}).get("test"),
         })
     columns = ["model", "arch", "dataset", "family", "seeds", "acc", "acc_std", "ci_low", "ci_high", "macro_f1", "params", "size_mb", "flops",
-               "train_time_s", "images_per_s", "cpu_wait", "timed_seed", "run_time_s", "wall_time_s", "latency_1", "latency_top", "latency_top_batch", "tta", "views", "tested_flops",
+               "train_time_s", "images_per_s", "cpu_wait", "timed_seed", "own_train_s", "latency_1", "latency_top", "latency_top_batch", "tta", "views", "tested_flops",
                "tested_latency", "device", "precision", "epochs",
                "train_images", "test_images"]
     return pd.DataFrame(rows, columns=columns).sort_values("acc", ascending=False).set_index("model")

@@ -193,15 +193,16 @@ def seed_text(table: pd.DataFrame) -> str:
 
 
 def _single_seed_text(table: pd.DataFrame) -> str:
-    """Which architectures ran one seed: those the seed rule leaves at one (named with their run's time), and those whose seeds have not run."""
+    """Which architectures ran one seed: those the seed rule leaves at one (named with their training time), and those whose seeds have not run."""
     single = table[table["seeds"] == 1]
-    long = pd.Series([not seeded(d, a, t) for d, a, t in zip(single["dataset"], single["arch"], single["run_time_s"])], index=single.index, dtype=bool)
+    long = pd.Series([not seeded(d, a, t) for d, a, t in zip(single["dataset"], single["arch"], single["own_train_s"])], index=single.index, dtype=bool)
     parts = []
     if long.any():
-        named = ", ".join(f"{m} ({single.loc[m, 'run_time_s'] / 60:.1f} min"
-                          + (f"; {single.loc[m, 'wall_time_s'] / 60:.1f} with its waits for a core" if single.loc[m, "cpu_wait"] >= SHARED_CPU else "")
+        named = ", ".join(f"{m} ({single.loc[m, 'own_train_s'] / 60:.1f} min"
+                          + (f"; {single.loc[m, 'train_time_s'] / 60:.1f} with its waits for a core" if single.loc[m, "cpu_wait"] >= SHARED_CPU else "")
                           + ")" for m in single.index[long])
-        parts.append(f"{named}, whose run took over {SEED_MINUTES} minutes (its waits for a core aside), so this report runs no further seeds of them")
+        parts.append(f"{named}, {'each of which' if long.sum() > 1 else 'which'} trained for over {SEED_MINUTES} minutes (waits for a core aside), "
+                     "so this report runs no further seeds of them")
     if (~long).any():
         parts.append(f"{', '.join(single.index[~long])}, whose further seeds have not run")
     return f" One seed only: {'; '.join(parts)}." if parts else ""

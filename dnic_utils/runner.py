@@ -106,16 +106,16 @@ def seed_runs(items: list[Planned], profile: str, seeds: tuple[int, ...] | None)
     """The (model notebook, seed) runs to add; seed 0 is the notebook's own.
 
     With explicit --seeds, every selected model. By default, in the published profile only, the models whose default-seed run took
-    at most SEED_MINUTES there (less any wait for a core), and ResNet18 and VGG16 on CIFAR-10.
+    at most SEED_MINUTES there (training time, less any wait for a core), and ResNet18 and VGG16 on CIFAR-10.
     """
     models = [i for i in items if i.source == TEMPLATE]
     if seeds is None:
         if profile != PUBLISHED:
             return []
-        wall = {(r["config"]["dataset"], r["config"]["arch"]): own_time(r) for r in load_records()
+        trained = {(r["config"]["dataset"], r["config"]["arch"]): own_time(r) for r in load_records()
                 if r["kind"] == "train" and r["profile"] == profile and not r["config"].get("variant")}
         keys = [(i.parameters["dataset"], i.parameters["arch"]) for i in models]
-        models = [i for i, key in zip(models, keys) if seeded(*key, wall.get(key, math.inf))]
+        models = [i for i, key in zip(models, keys) if seeded(*key, trained.get(key, math.inf))]
         seeds = PUBLISHED_SEEDS
     return [(item, seed) for item in models for seed in seeds if seed != 0]
 
@@ -333,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=seed_list, default=None,
                         help=f"extra seeds for every selected model, e.g. 0,1,2 (0 is the notebook's own run), trained into records of their "
                              f"own after the model notebooks; default: in {PUBLISHED}, {','.join(map(str, PUBLISHED_SEEDS))} for the models whose "
-                             f"run took ≤ {SEED_MINUTES} min there (less its waits for a core) and ResNet18 and VGG16 on CIFAR-10; elsewhere none (--seeds 0: none)")
+                             f"run trained for ≤ {SEED_MINUTES} min there (less its waits for a core) and ResNet18 and VGG16 on CIFAR-10; elsewhere none (--seeds 0: none)")
     parser.add_argument("--jobs", type=jobs_arg, default="auto",
                         help="notebooks executed at once up to the extra seeds (00 and the model notebooks), each kernel with cores/jobs threads; "
                              f"their times are then taken side by side (default: auto, 2 in the demonstration profiles below {PUBLISHED}, "
