@@ -418,7 +418,8 @@ def literature_table(summaries: dict[str, pd.DataFrame], selections: dict[str, S
         title = model_spec(ref["arch"]).title
         ours = table.loc[title] if table is not None and title in table.index else None
         images = f"{int(ours['train_images']):,}" if ours is not None and pd.notna(ours["train_images"]) else "an unrecorded number of"
-        ours_setting = (f"profile `{selection.profile}`: {ours['epochs']} epoch(s), {images} training images, from scratch"
+        ours_setting = (f"profile `{selection.profile}`: {ours['epochs']} epoch(s), {images} training images, from scratch; "
+                        f"mean of {int(ours['seeds'])} seed(s), {int(ours['views'])} test view(s) per image"
                         if ours is not None else "no record in the compared profile")
         rows.append({"model": title, "dataset": dataset_info(ref["dataset"]).title, "reported (%)": f"{100 * ref['acc']:.2f}",
                      "source": ref["source"], "their setting": ref["setting"], "their data": ref["data"],

@@ -94,7 +94,7 @@ def verdict(pairs: pd.DataFrame, x: str, y: str, alpha: float = ALPHA) -> str:
     if row is None:
         return f"{x} and {y} were not tested against each other (no per-image predictions on the same test images)."
     a, b, acc_a, acc_b, only_a, only_b = row["a"], row["b"], row["acc_a"], row["acc_b"], row["only_a"], row["only_b"]
-    if row["better"] == b:
+    if b == (row["better"] if row["significant"] else x):  # the winner first, else the order asked for
         a, b, acc_a, acc_b, only_a, only_b = b, a, acc_b, acc_a, only_b, only_a
     detail = (f"{100 * acc_a:.2f}% against {100 * acc_b:.2f}%; {only_a:,} image{'' if only_a == 1 else 's'} right only for {a} and {only_b:,} only for {b}, "
               f"McNemar {row['test']}, Holm-corrected p = {row['p_holm']:.3g}")
@@ -186,7 +186,8 @@ def seed_text(table: pd.DataFrame) -> str:
     low, high = spread["seeds"].min(), spread["seeds"].max()
     return (f"{len(spread)} architecture(s) have {low if low == high else f'{low}–{high}'} seeds; the widest spread is "
             f"{widest}'s, a standard deviation of {std:.2f} pp. Of the {len(gaps)} gap(s) between neighbours in the ranking where at least "
-            f"one of the two ran several seeds, {smaller} {'is' if smaller == 1 else 'are'} smaller than the larger of the two models' standard deviations, so those "
+            f"one of the two ran several seeds, {smaller} {'is' if smaller == 1 else 'are'} smaller than the larger measured standard deviation of the two models (the only one, "
+            "where one of them ran a single seed), so those "
             "neighbours' order could change with the seed alone (Bouthillier et al. 2021)."
             + (f" The other {unmeasured} gap(s) are between models with one seed each: their seed spread is not measured." if unmeasured else "")
             + _single_seed_text(table))
@@ -280,13 +281,18 @@ def recipe_text(selection: Selection) -> str:
     keys = sorted(k for k in training_recipe_fields() if any(k in c for c in configs))
     varying = [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
     # an option left at its quiet default by every run (the transfer study's, say) is not part of these runs' recipe
-    shared = ", ".join(f"{k.replace('_', ' ')} {configs[0].get(k)}" for k in keys if k not in varying and not quiet_default(k, configs[0].get(k)))
+    shared = ", ".join(f"{k.replace('_', ' ')} {_setting(configs[0].get(k))}" for k in keys if k not in varying and not quiet_default(k, configs[0].get(k)))
     lr = sorted({(c.get("lr"), c.get("batch_size")) for c in configs}, key=repr)
     rates = "; ".join(f"peak learning rate {r:g} at batch {b}" for r, b in lr)
     if not varying:
         return f"every architecture here ran one recipe ({shared}; {rates}, scaled from the batch), tuned for none of them."
-    return (f"the runs share {shared} ({rates}); their recipes differ per architecture in {', '.join(v.replace('_', ' ') for v in varying)} "
+    return (f"the runs share {shared}; their rates: {rates}; their recipes differ per architecture in {', '.join(v.replace('_', ' ') for v in varying)} "
             "(the registry's per-architecture settings, none of them searched for in these runs).")
+
+
+def _setting(value: object) -> str:
+    """A config value as the text says it: a switch as on or off."""
+    return {True: "on", False: "off"}.get(value, str(value)) if isinstance(value, bool) else str(value)
 
 
 def search_text(selection: Selection, studies: list[dict]) -> str:
@@ -346,10 +352,10 @@ def critical_analysis(selection: Selection, table: pd.DataFrame, pairs: pd.DataF
         f"**What the budget changes.** In profile `{selection.profile}` ({budget}) the most accurate model on this test set is {group[0]}; "
         + (f"the corrected pairwise tests cannot tell {', '.join(others)} from it, so the top group is {len(group)} models. " if others
            else "the corrected pairwise tests separate every other model from it. ")
-        + f"By test accuracy, of {len(table)}, {', '.join(deep) or 'no deep network was run'}. With full schedules the literature "
-        "ranks the deeper ResNets above ResNet18 and residual networks above VGG (He et al. 2016); a short budget favours networks that "
-        "learn fast per image seen, so a ranking at this budget is a statement about this budget, not about the architectures' ceilings.")
-    parts.append("**The seeds' future work.** Hyper-parameter optimisation: " + recipe_text(selection) + " " + search_text(selection, list(studies))
+        + f"By mean test accuracy, among the {len(table)} models, {', '.join(deep) or 'no deep network was run'}. With full schedules the literature "
+        "ranks the deeper ResNets above ResNet18 and residual networks above VGG (He et al. 2016); a short budget can favour networks that "
+        "learn fast per image seen (section 3's curves show how fast each one learned here), so a ranking at this budget is a statement about this budget, not about the architectures' ceilings.")
+    parts.append("**The seed projects' future work.** Hyper-parameter optimisation: " + recipe_text(selection) + " " + search_text(selection, list(studies))
                  + " A per-architecture search could reorder networks whose gaps are not significant. Additional datasets: the same code "
                  "runs MNIST, Fashion-MNIST and CIFAR-10; how far a ranking carries from one to another is measured below.")
     return checked("\n\n".join(parts), pairs)

@@ -283,4 +283,7 @@ def drop_table(results: pd.DataFrame) -> pd.DataFrame:
     table[MEAN_DROP] = corrupted.groupby("model")["relative drop"].mean() * 100
     above = ranked(results)
     unranked = table.loc[above.index[~above]].sort_values(MEAN_DROP).rename(index=lambda model: model + UNRANKED)
-    return pd.concat([table.loc[above.index[above]].sort_values(MEAN_DROP), unranked]).round(1)
+    out = pd.concat([table.loc[above.index[above]].sort_values(MEAN_DROP), unranked]).round(1)
+    floats = out.select_dtypes("float").columns
+    out[floats] += 0.0  # a tiny negative drop rounds to -0.0; adding 0.0 shows it as 0.0
+    return out

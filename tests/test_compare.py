@@ -164,6 +164,7 @@ def test_the_literature_table_labels_every_reported_number() -> None:
     assert list(table["reported (%)"]) == [f"{100 * r['acc']:.2f}" for r in compare.LITERATURE]
     mobile = table[table["model"] == "MobileNetV2"].iloc[0]
     assert mobile["ours (%)"] == "60.00" and "profile `quick`" in mobile["our setting"] and "JPEG" in mobile["our data"]
+    assert mobile["our setting"].endswith("; mean of 1 seed(s), 1 test view(s) per image")
     assert (table[table["model"] == "VGG16"]["ours (%)"] == "—").all()  # no MNIST record: no number of ours
 
 

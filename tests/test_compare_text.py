@@ -21,6 +21,7 @@ def test_beats_only_where_the_corrected_test_says_so(trio: compare.Selection) ->
     assert compare_text.verdict(pairs, "VGG16", "LeNet-5").startswith("**LeNet-5** beats **VGG16** on this test set")
     same = compare_text.verdict(pairs, "LeNet-5", "ResNet18")
     assert same.startswith("LeNet-5 and ResNet18 are indistinguishable on this test set") and "beats" not in same
+    assert compare_text.verdict(pairs, "ResNet18", "LeNet-5").startswith("ResNet18 and LeNet-5 are indistinguishable")  # in the order asked for
     assert "were not tested" in compare_text.verdict(pairs, "LeNet-5", "GoogLeNet")
 
 
@@ -71,9 +72,9 @@ def test_the_critical_analysis_is_formatted_from_the_records(trio: compare.Selec
     mobile, resnet = table.loc["MobileNetV2"], table.loc["ResNet18"]
     assert f"MobileNetV2 needs {mobile['flops'] / resnet['flops']:.0%} of ResNet18's FLOPs" in text
     assert f"takes {mobile['latency_1'] / resnet['latency_1']:.0%} of its single-image latency" in text
-    assert "**The seeds' future work.**" in text and "Hyper-parameter optimisation" in text and "Additional datasets" in text
+    assert "**The seed projects' future work.**" in text and "Hyper-parameter optimisation" in text and "Additional datasets" in text
     assert "the most accurate model on this test set is ResNet18; the corrected pairwise tests separate every other model from it" in text
-    assert "of 4, ResNet18 ranks 1st (in that group), VGG19 ranks 3rd." in text
+    assert "among the 4 models, ResNet18 ranks 1st (in that group), VGG19 ranks 3rd." in text
     assert compare_text.critical_analysis(compare.select([], "cifar10", "quick"), table.iloc[:0], pairs.iloc[:0]).startswith("No runs")
 
 
@@ -209,6 +210,7 @@ def test_the_recipe_text_says_whether_the_runs_share_one_recipe() -> None:
     vgg["config"]["label_smoothing"] = 0.0  # as a registry recipe of its own would set it
     differ = compare.select([record("resnet18"), vgg], "cifar10", "quick")
     assert "their recipes differ per architecture in label smoothing" in compare_text.recipe_text(differ)
+    assert vgg["config"]["augment"] is True and "augment on" in compare_text.recipe_text(differ)  # a switch reads on or off, not True
 
 
 def study(arch: str, dataset: str = "cifar10", profile: str = "quick", best_trial: int = 3) -> dict:

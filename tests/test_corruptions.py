@@ -118,7 +118,12 @@ def test_a_model_not_above_chance_is_marked_and_ranked_after_the_others() -> Non
     table = corruptions.drop_table(results)
     assert list(table.index) == ["VGG16", "ResNet18", f"FastNet{corruptions.UNRANKED}"]
     assert list(table[corruptions.MEAN_DROP]) == [20.0, 30.0, 0.0] and list(table[corruptions.CLEAN]) == [70.0, 80.0, 6.2]
-    assert (table["test images"] == 200).all()
+    assert (table["test images"] == 200).all() and table["test images"].dtype.kind == "i"
+
+
+def test_a_drop_that_rounds_to_zero_is_shown_as_zero_not_minus_zero() -> None:
+    table = corruptions.drop_table(results_of({"ResNet18": 0.80}, {"ResNet18": -0.0004}))  # a gain of 0.04% under every corruption
+    assert str(table.loc["ResNet18", corruptions.MEAN_DROP]) == "0.0" and table.loc["ResNet18", corruptions.CLEAN] == 80.0
 
 
 def test_the_ranking_note_gives_the_rule_the_images_and_the_models_left_out() -> None:
