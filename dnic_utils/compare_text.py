@@ -232,14 +232,21 @@ def _ratio(table: pd.DataFrame, x: str, y: str, column: str) -> str:
     return f"{table.loc[y, column] / table.loc[x, column]:.1f}×"
 
 
+def _shared(table: pd.DataFrame, *names: str) -> str:
+    """' (VGG19 waited for a core 24% of its training)' for those of the named runs that shared the CPU, else ''."""
+    waited = [f"{n} waited for a core {wait_pct(table.loc[n, 'cpu_wait'])}% of its training" for n in names if table.loc[n, "cpu_wait"] >= SHARED_CPU]
+    return f" ({'; '.join(waited)})" if waited else ""
+
+
 def _training_cost(table: pd.DataFrame, x: str, y: str) -> str:
     """'training time 2.1×' between equal training budgets, else the time per image seen and both budgets."""
     seen = table["epochs"] * table["train_images"]
     if seen[x] == seen[y] or seen[[x, y]].isna().any():
-        return f"training time {_ratio(table, x, y, 'train_time_s')}"
+        return f"training time {_ratio(table, x, y, 'train_time_s')}{_shared(table, x, y)}"
     per_image = (table.loc[y, "train_time_s"] / seen[y]) / (table.loc[x, "train_time_s"] / seen[x])
     return (f"training time per image seen {per_image:.1f}× (their budgets differ: {int(table.loc[x, 'epochs'])} epoch(s) on "
-            f"{int(table.loc[x, 'train_images']):,} images against {int(table.loc[y, 'epochs'])} on {int(table.loc[y, 'train_images']):,})")
+            f"{int(table.loc[x, 'train_images']):,} images against {int(table.loc[y, 'epochs'])} on {int(table.loc[y, 'train_images']):,})"
+            f"{_shared(table, x, y)}")
 
 
 def _recipe_gap(selection: Selection, x: str, y: str) -> str:
@@ -271,7 +278,7 @@ def _depthwise(selection: Selection, table: pd.DataFrame, pairs: pd.DataFrame, a
                  ("depthwise layers do little arithmetic per byte moved, so none of the FLOPs saved is time saved here" if latency >= 1 else
                   "depthwise layers do little arithmetic per byte moved, so the FLOPs saved are not all time saved" if latency > flops else
                   "here the FLOPs saved do show up as time saved"))
-    text += f"; it trains at {m['images_per_s'] / r['images_per_s']:.0%} of {resnet}'s training images/s. "
+    text += f"; it trains at {m['images_per_s'] / r['images_per_s']:.0%} of {resnet}'s training images/s{_shared(table, mobile, resnet)}. "
     return text + verdict(pairs, resnet, mobile, alpha) + _recipe_gap(selection, "resnet18", "mobilenet_v2")
 
 

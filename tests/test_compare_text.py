@@ -72,6 +72,9 @@ def test_the_critical_analysis_is_formatted_from_the_records(trio: compare.Selec
     mobile, resnet = table.loc["MobileNetV2"], table.loc["ResNet18"]
     assert f"MobileNetV2 needs {mobile['flops'] / resnet['flops']:.0%} of ResNet18's FLOPs" in text
     assert f"takes {mobile['latency_1'] / resnet['latency_1']:.0%} of its single-image latency" in text
+    assert f"it trains at {mobile['images_per_s'] / resnet['images_per_s']:.0%} of ResNet18's training images/s. " in text
+    table.loc["MobileNetV2", "cpu_wait"] = 0.21  # a throughput measured on a shared CPU is flagged where it is compared
+    assert "of ResNet18's training images/s (MobileNetV2 waited for a core 21% of its training). " in compare_text.critical_analysis(selection, table, pairs)
     assert "**The seed projects' future work.**" in text and "Hyper-parameter optimisation" in text and "Additional datasets" in text
     assert "the most accurate model on this test set is ResNet18; the corrected pairwise tests separate every other model from it" in text
     assert "among the 4 models, ResNet18 ranks 1st (in that group), VGG19 ranks 3rd." in text
@@ -123,6 +126,9 @@ def test_training_times_are_compared_per_image_seen_when_the_budgets_differ() ->
     assert f"From ResNet18 to ResNet50, parameters change {table.loc['ResNet50', 'params'] / table.loc['ResNet18', 'params']:.1f}×" in text
     assert f"training time per image seen {per_image:.1f}× (their budgets differ: 1 epoch(s) on 256 images against 1 on 64)" in text
     assert f"and training time {table.loc['VGG19', 'train_time_s'] / table.loc['VGG16', 'train_time_s']:.1f}×." in text  # equal budgets
+    table.loc["VGG19", "cpu_wait"] = 0.24  # a run that shared the CPU: its time ratio says so
+    text = compare_text.critical_analysis(compare.select(records, "cifar10", "quick"), table, compare.significance(compare.select(records, "cifar10", "quick")))
+    assert f"training time {table.loc['VGG19', 'train_time_s'] / table.loc['VGG16', 'train_time_s']:.1f}× (VGG19 waited for a core 24% of its training)." in text
 
 
 def test_the_flops_latency_conclusion_follows_the_measurements() -> None:
