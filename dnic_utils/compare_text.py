@@ -255,7 +255,7 @@ def _recipe_gap(selection: Selection, x: str, y: str) -> str:
     differ = [k for k in sorted(training_recipe_fields()) if (k in a or k in b) and a.get(k) != b.get(k)]
     if not differ:
         return ""
-    fields = ", ".join(f"{k.replace('_', ' ')} {a.get(k)} against {b.get(k)}" for k in differ)
+    fields = ", ".join(f"{k.replace('_', ' ')} {_setting(a.get(k))} against {_setting(b.get(k))}" for k in differ)
     return f" Their recipes differ too ({fields}: the registry's per-architecture settings), so the step is not the architecture's alone."
 
 
@@ -290,16 +290,16 @@ def recipe_text(selection: Selection) -> str:
     # an option left at its quiet default by every run (the transfer study's, say) is not part of these runs' recipe
     shared = ", ".join(f"{k.replace('_', ' ')} {_setting(configs[0].get(k))}" for k in keys if k not in varying and not quiet_default(k, configs[0].get(k)))
     lr = sorted({(c.get("lr"), c.get("batch_size")) for c in configs}, key=repr)
-    rates = "; ".join(f"peak learning rate {r:g} at batch {b}" for r, b in lr)
+    rates = f"peak learning rate{'s' if len(lr) > 1 else ''} " + ", ".join(f"{r:g} at batch {b}" for r, b in lr)
     if not varying:
         return f"every architecture here ran one recipe ({shared}; {rates}, scaled from the batch), tuned for none of them."
-    return (f"the runs share {shared}; their rates: {rates}; their recipes differ per architecture in {', '.join(v.replace('_', ' ') for v in varying)} "
+    return (f"the runs share {shared}; their {rates}; their recipes differ per architecture in {', '.join(v.replace('_', ' ') for v in varying)} "
             "(the registry's per-architecture settings, none of them searched for in these runs).")
 
 
 def _setting(value: object) -> str:
     """A config value as the text says it: a switch as on or off."""
-    return {True: "on", False: "off"}.get(value, str(value)) if isinstance(value, bool) else str(value)
+    return ("on" if value else "off") if isinstance(value, bool) else str(value)
 
 
 def search_text(selection: Selection, studies: list[dict]) -> str:
@@ -361,7 +361,8 @@ def critical_analysis(selection: Selection, table: pd.DataFrame, pairs: pd.DataF
            else "the corrected pairwise tests separate every other model from it. ")
         + f"By mean test accuracy, among the {len(table)} models, {', '.join(deep) or 'no deep network was run'}. With full schedules the literature "
         "ranks the deeper ResNets above ResNet18 and residual networks above VGG (He et al. 2016); a short budget can favour networks that "
-        "learn fast per image seen (section 3's curves show how fast each one learned here), so a ranking at this budget is a statement about this budget, not about the architectures' ceilings.")
+        "learn fast per image seen (section 3's curves show how fast each one learned here), so a ranking at this budget is a statement "
+        "about this budget, not about the architectures' ceilings.")
     parts.append("**The seed projects' future work.** Hyper-parameter optimisation: " + recipe_text(selection) + " " + search_text(selection, list(studies))
                  + " A per-architecture search could reorder networks whose gaps are not significant. Additional datasets: the same code "
                  "runs MNIST, Fashion-MNIST and CIFAR-10; how far a ranking carries from one to another is measured below.")

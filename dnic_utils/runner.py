@@ -113,7 +113,7 @@ def seed_runs(items: list[Planned], profile: str, seeds: tuple[int, ...] | None)
         if profile != PUBLISHED:
             return []
         trained = {(r["config"]["dataset"], r["config"]["arch"]): own_time(r) for r in load_records()
-                if r["kind"] == "train" and r["profile"] == profile and not r["config"].get("variant")}
+                   if r["kind"] == "train" and r["profile"] == profile and not r["config"].get("variant")}
         keys = [(i.parameters["dataset"], i.parameters["arch"]) for i in models]
         models = [i for i, key in zip(models, keys) if seeded(*key, trained.get(key, math.inf))]
         seeds = PUBLISHED_SEEDS

@@ -217,6 +217,9 @@ def test_the_recipe_text_says_whether_the_runs_share_one_recipe() -> None:
     differ = compare.select([record("resnet18"), vgg], "cifar10", "quick")
     assert "their recipes differ per architecture in label smoothing" in compare_text.recipe_text(differ)
     assert vgg["config"]["augment"] is True and "augment on" in compare_text.recipe_text(differ)  # a switch reads on or off, not True
+    two = compare.select([record("resnet18"), record("fastnet")], "cifar10", "quick")  # FastNet's recipe has a learning rate of its own
+    rates = sorted({(run.default["config"]["lr"], run.default["config"]["batch_size"]) for run in two.runs.values()}, key=repr)
+    assert len(rates) == 2 and f"their peak learning rates {rates[0][0]:g} at batch {rates[0][1]}, {rates[1][0]:g} at batch" in compare_text.recipe_text(two)
 
 
 def study(arch: str, dataset: str = "cifar10", profile: str = "quick", best_trial: int = 3) -> dict:
